@@ -1,0 +1,54 @@
+# The README's two commands: `make run` and `make test`. Each sets up what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 2
+export RMA_INSTANCE_PATH ?= $(CURDIR)/instance
+
+.PHONY: run test install install-test lint chromium test-tools bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+run: install
+	$(BIN)/rma init-db
+	$(BIN)/rma demo-data
+	@echo "Serving on http://$(HOST):$(PORT)/ (Ctrl-C stops)"
+	$(BIN)/gunicorn --no-control-socket --workers $(WORKERS) --bind $(HOST):$(PORT) \
+		--access-logfile - 'rma:create_app()'
+
+# Debian packages the tests drive: Chromium for the browser tests.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the browser tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null; }
+
+lint: install-test
+	$(BIN)/ruff check .
+
+test: install-test chromium
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+bench: install-test
+	$(BIN)/python bench/import_units.py
+	$(BIN)/python bench/warranty_lookup.py
+
+clean:
+	rm -rf $(VENV) instance build dist .pytest_cache

@@ -1,0 +1,73 @@
+"""RMA and warranty service: the Flask application factory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _resource_dir(name: str) -> str:
+    """``templates``/``static``/``migrations``: inside the package when installed from the
+    wheel, at the repository root in a checkout (STYLE habit 3)."""
+    installed = _PACKAGE / name
+    if installed.is_dir():
+        return str(installed)
+    return str(_PACKAGE.parent / name)
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: defaults → ``RMA_*`` environment → ``test_config``."""
+    app = Flask(
+        __name__,
+        template_folder=_resource_dir("templates"),
+        static_folder=_resource_dir("static"),
+        instance_path=os.environ.get("RMA_INSTANCE_PATH") or None,
+        instance_relative_config=True,
+    )
+    from rma.config import DEFAULTS, instance_secret_key, sqlite_url
+
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_prefixed_env("RMA")
+    if test_config:
+        app.config.from_mapping(test_config)
+
+    os.makedirs(app.instance_path, exist_ok=True)
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = instance_secret_key(app.instance_path)
+    app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"] or sqlite_url(
+        app.instance_path
+    )
+    app.config["BABEL_DEFAULT_TIMEZONE"] = app.config["TIMEZONE"]
+
+    from rma import db_setup, errors, i18n, security, templating
+    from rma.extensions import csrf, db, limiter, login_manager, migrate
+
+    db_setup.configure_engine_options(app)
+    db.init_app(app)
+    db_setup.install_sqlite_pragmas(app)
+    migrate.init_app(app, db, directory=_resource_dir("migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    i18n.init_app(app)
+    security.init_app(app)
+    templating.init_app(app)
+    login_manager.init_app(app)
+
+    from rma.views import admin, api, auth, public
+
+    app.register_blueprint(public.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)
+    errors.init_app(app)
+
+    from rma import cli
+
+    cli.init_app(app)
+    return app

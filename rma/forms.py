@@ -1,0 +1,81 @@
+"""Web forms (Flask-WTF: every POST form carries a CSRF token)."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    DateField,
+    DecimalField,
+    EmailField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional
+
+KINDS = [("hardware", _l("Hardware")), ("software", _l("Software")),
+         ("appliance", _l("Appliance"))]
+BASES = [("ship", _l("Ship date")), ("activation", _l("Activation date")),
+         ("acceptance", _l("Acceptance date + 1 day"))]
+ROLES = [("customer", _l("Customer")), ("support", _l("Support engineer")),
+         ("warehouse", _l("Warehouse")), ("finance", _l("Finance")),
+         ("manager", _l("Manager")), ("admin", _l("Administrator"))]
+LANGUAGES = [("zh_CN", "中文"), ("en", "English")]
+
+
+class LoginForm(FlaskForm):
+    email = EmailField(_l("E-mail"), validators=[DataRequired(), Length(max=254)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=256)])
+    submit = SubmitField(_l("Log in"))
+
+
+class WarrantyForm(FlaskForm):
+    serials = TextAreaField(
+        _l("Serial numbers"),
+        validators=[DataRequired(), Length(max=50 * 40)],
+        description=_l("One serial, or up to 50 pasted one per line."),
+    )
+    submit = SubmitField(_l("Check warranty"))
+
+
+class ProductModelForm(FlaskForm):
+    code = StringField(_l("Code"), validators=[DataRequired(), Length(max=32)])
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
+    kind = SelectField(_l("Kind"), choices=KINDS)
+    life_months = IntegerField(_l("Life and warranty (months)"),
+                               validators=[InputRequired(), NumberRange(1, 240)])
+    basis = SelectField(_l("Warranty starts from"), choices=BASES)
+    replacement_price = DecimalField(_l("Replacement price (CNY)"), places=2,
+                                     validators=[Optional(), NumberRange(min=0)])
+    submit = SubmitField(_l("Save"))
+
+
+class CustomerForm(FlaskForm):
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
+    address = TextAreaField(_l("Address"), validators=[Optional(), Length(max=2000)])
+    accepted_on = DateField(_l("Acceptance certificate signed on"), validators=[Optional()])
+    contract_months = IntegerField(_l("Project service term (months)"), default=12,
+                                   validators=[InputRequired(), NumberRange(1, 240)])
+    submit = SubmitField(_l("Save"))
+
+
+class UserForm(FlaskForm):
+    email = EmailField(_l("E-mail"), validators=[DataRequired(), Email(), Length(max=254)])
+    role = SelectField(_l("Role"), choices=ROLES)
+    customer = StringField(_l("Customer contract number"), validators=[Optional(),
+                                                                       Length(max=32)],
+                           description=_l("Only for customer users."))
+    language = SelectField(_l("Language"), choices=LANGUAGES)
+    password = PasswordField(_l("Password"), validators=[Optional(), Length(max=256)],
+                             description=_l("At least 10 characters. Leave empty to keep it."))
+    is_active = BooleanField(_l("Active"), default=True)
+    submit = SubmitField(_l("Save"))
+
+
+class LanguageForm(FlaskForm):
+    lang = SelectField(_l("Language"), choices=LANGUAGES)

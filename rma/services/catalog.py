@@ -1,0 +1,231 @@
+"""Product models and customers."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import func, select
+
+from rma import clock
+from rma.extensions import db
+from rma.models import Customer, ProductKind, ProductModel
+from rma.services import ConflictError, NotFoundError, ValidationError
+from rma.services.audit import Actor, record
+from rma.services.numbers import contract_number
+from warranty import Basis
+
+MODEL_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,31}$")
+MAX_LIFE_MONTHS = 240
+
+
+def _code(raw: str) -> str:
+    code = (raw or "").strip().upper()
+    if not MODEL_CODE.match(code):
+        raise ValidationError(
+            f"code '{raw}' is not valid: use 1 to 32 characters A-Z, 0-9, '-' or '_'", "code"
+        )
+    return code
+
+
+def _choice(enum_cls, raw, field: str):
+    try:
+        return enum_cls(str(raw).strip().lower())
+    except ValueError:
+        allowed = ", ".join(m.value for m in enum_cls)
+        raise ValidationError(f"{field} '{raw}' is not one of: {allowed}", field) from None
+
+
+def _life(raw) -> int:
+    try:
+        months = int(raw)
+    except (TypeError, ValueError):
+        raise ValidationError(f"life_months '{raw}' is not a whole number", "life_months") from None
+    if not 1 <= months <= MAX_LIFE_MONTHS:
+        raise ValidationError(
+            f"life_months {months} is out of range (1 to {MAX_LIFE_MONTHS})", "life_months"
+        )
+    return months
+
+
+def _price(raw) -> Decimal:
+    try:
+        price = Decimal(str(raw if raw not in (None, "") else "0")).quantize(Decimal("0.01"))
+    except InvalidOperation:
+        raise ValidationError(
+            f"replacement_price '{raw}' is not an amount", "replacement_price"
+        ) from None
+    if price < 0 or price >= Decimal("10000000000"):
+        raise ValidationError(
+            f"replacement_price {price} is out of range", "replacement_price"
+        )
+    return price
+
+
+def _name(raw: str, field: str = "name") -> str:
+    name = (raw or "").strip()
+    if not name:
+        raise ValidationError(f"{field} is empty", field)
+    if len(name) > 200:
+        raise ValidationError(f"{field} is longer than 200 characters", field)
+    return name
+
+
+def create_product_model(
+    actor: Actor,
+    code: str,
+    name: str,
+    kind: str,
+    life_months: int | str,
+    basis: str = "ship",
+    replacement_price: Decimal | str | None = None,
+) -> ProductModel:
+    """Add a product model; its life in months is its warranty (R-W1, R-W2)."""
+    model = ProductModel(
+        code=_code(code),
+        name=_name(name),
+        kind=_choice(ProductKind, kind, "kind"),
+        life_months=_life(life_months),
+        warranty_basis=_choice(Basis, basis, "basis"),
+        replacement_price=_price(replacement_price),
+    )
+    if db.session.scalar(select(ProductModel.id).where(ProductModel.code == model.code)):
+        raise ConflictError(f"product model {model.code} already exists", "code")
+    try:
+        db.session.add(model)
+        db.session.flush()
+        record(actor, "product_model.created", "product_model", model.code, None, model.as_audit())
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return model
+
+
+def update_product_model(actor: Actor, model_id: int, **fields) -> ProductModel:
+    """Change a model's name, kind, life, basis or price. A change of life or basis
+    changes the warranty of every unit of the model; the audit keeps the old values."""
+    model = db.session.get(ProductModel, model_id)
+    if model is None:
+        raise NotFoundError("no such product model")
+    before = model.as_audit()
+    try:
+        if "name" in fields:
+            model.name = _name(fields["name"])
+        if "kind" in fields:
+            model.kind = _choice(ProductKind, fields["kind"], "kind")
+        if "life_months" in fields:
+            model.life_months = _life(fields["life_months"])
+        if "basis" in fields:
+            model.warranty_basis = _choice(Basis, fields["basis"], "basis")
+        if "replacement_price" in fields:
+            model.replacement_price = _price(fields["replacement_price"])
+        after = model.as_audit()
+        if after != before:
+            record(actor, "product_model.updated", "product_model", model.code, before, after)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return model
+
+
+def parse_date(raw, field: str) -> date | None:
+    if raw in (None, ""):
+        return None
+    if isinstance(raw, date):
+        return raw
+    text = str(raw).strip()
+    try:
+        if len(text) != 10:
+            raise ValueError
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(f"{field} '{text}' is not a date (YYYY-MM-DD)", field) from None
+
+
+def create_customer(
+    actor: Actor,
+    name: str,
+    accepted_on: date | str | None = None,
+    contract_months: int | str = 12,
+    address: str = "",
+) -> Customer:
+    """Register a customer; the system assigns its unique contract number (R-C1)."""
+    accepted = parse_date(accepted_on, "accepted_on")
+    if accepted is not None and accepted > clock.today():
+        raise ValidationError(f"accepted_on {accepted} is in the future", "accepted_on")
+    try:
+        months = int(contract_months)
+    except (TypeError, ValueError):
+        raise ValidationError(
+            f"contract_months '{contract_months}' is not a whole number", "contract_months"
+        ) from None
+    if not 1 <= months <= 240:
+        raise ValidationError("contract_months must be 1 to 240", "contract_months")
+    try:
+        customer = Customer(
+            name=_name(name),
+            address=(address or "").strip()[:2000],
+            accepted_on=accepted,
+            contract_months=months,
+            contract_number=contract_number(clock.today().year),
+        )
+        db.session.add(customer)
+        db.session.flush()
+        record(actor, "customer.created", "customer", customer.contract_number, None,
+               customer.as_audit())
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return customer
+
+
+def update_customer(actor: Actor, customer_id: int, **fields) -> Customer:
+    """Change a customer's name, address, acceptance date or contract length.
+    The contract number never changes (R-C1)."""
+    customer = db.session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFoundError("no such customer")
+    before = customer.as_audit()
+    try:
+        if "name" in fields:
+            customer.name = _name(fields["name"])
+        if "address" in fields:
+            customer.address = (fields["address"] or "").strip()[:2000]
+        if "accepted_on" in fields:
+            accepted = parse_date(fields["accepted_on"], "accepted_on")
+            if accepted is not None and accepted > clock.today():
+                raise ValidationError(f"accepted_on {accepted} is in the future", "accepted_on")
+            customer.accepted_on = accepted
+        if "contract_months" in fields:
+            months = int(fields["contract_months"])
+            if not 1 <= months <= 240:
+                raise ValidationError("contract_months must be 1 to 240", "contract_months")
+            customer.contract_months = months
+        after = customer.as_audit()
+        if after != before:
+            record(actor, "customer.updated", "customer", customer.contract_number, before, after)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return customer
+
+
+def customer_by_contract(number: str) -> Customer:
+    text = (number or "").strip().upper()
+    customer = db.session.scalar(select(Customer).where(Customer.contract_number == text))
+    if customer is None:
+        raise NotFoundError(f"contract '{number}' is not a known contract number", "customer")
+    return customer
+
+
+def model_by_code(code: str) -> ProductModel:
+    text = (code or "").strip().upper()
+    model = db.session.scalar(select(ProductModel).where(func.upper(ProductModel.code) == text))
+    if model is None:
+        raise NotFoundError(f"model '{code}' is not a known product model", "model")
+    return model

@@ -1,0 +1,150 @@
+"""Warranty look-ups by serial: the public check page and API (R-W1, R-W2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import select
+
+from rma import clock
+from rma.extensions import db
+from rma.models import Customer, ProductModel, Unit
+from rma.policy import current_policy
+from rma.services import NotFoundError
+from warranty import Basis, Coverage, SerialError, UnitFacts, coverage, normalize_serial
+
+_MAX_CHAIN = 50
+
+
+@dataclass(frozen=True)
+class WarrantyAnswer:
+    serial: str
+    product_model: str
+    product_name: str
+    kind: str
+    coverage: Coverage
+    replacement_of: str | None
+
+    def as_public_json(self) -> dict:
+        """The public answer: no customer data (issue 2, public warranty check)."""
+        cov = self.coverage
+        return {
+            "serial": self.serial,
+            "product_model": self.product_model,
+            "kind": self.kind,
+            "warranty_basis": cov.basis_used,
+            "warranty_start": cov.start_on.isoformat() if cov.start_on else None,
+            "warranty_end": cov.end_on.isoformat() if cov.end_on else None,
+            "in_warranty": cov.in_warranty,
+            "days_left": cov.days_left,
+            "replacement_of": self.replacement_of,
+        }
+
+
+_LOOKUP = (
+    select(
+        Unit.id,
+        Unit.serial,
+        Unit.shipped_on,
+        Unit.activated_on,
+        Unit.replaces_id,
+        ProductModel.code,
+        ProductModel.name,
+        ProductModel.kind,
+        ProductModel.life_months,
+        ProductModel.warranty_basis,
+        Customer.accepted_on,
+    )
+    .join(ProductModel, ProductModel.id == Unit.model_id)
+    .outerjoin(Customer, Customer.id == Unit.customer_id)
+)
+
+
+def _facts(row, replaces: UnitFacts | None) -> UnitFacts:
+    return UnitFacts(
+        serial=row.serial,
+        life_months=row.life_months,
+        basis=Basis(row.warranty_basis),
+        shipped_on=row.shipped_on,
+        activated_on=row.activated_on,
+        acceptance_on=row.accepted_on,
+        replaces=replaces,
+    )
+
+
+def _chain(first_replaces_id: int | None) -> UnitFacts | None:
+    """The facts of the unit replaced (and what it replaced, ...), one query per link."""
+    rows = []
+    next_id = first_replaces_id
+    while next_id is not None:
+        if len(rows) >= _MAX_CHAIN:
+            raise RuntimeError("replacement chain longer than 50 units")
+        row = db.session.execute(_LOOKUP.where(Unit.id == next_id)).one()
+        rows.append(row)
+        next_id = row.replaces_id
+    facts = None
+    for row in reversed(rows):
+        facts = _facts(row, facts)
+    return facts
+
+
+def _answer(row, on: date) -> WarrantyAnswer:
+    replaces = _chain(row.replaces_id) if row.replaces_id is not None else None
+    facts = _facts(row, replaces)
+    return WarrantyAnswer(
+        serial=row.serial,
+        product_model=row.code,
+        product_name=row.name,
+        kind=str(row.kind),
+        coverage=coverage(facts, on, current_policy()),
+        replacement_of=replaces.serial if replaces is not None else None,
+    )
+
+
+def check_warranty(raw_serial: str, on: date | None = None) -> WarrantyAnswer:
+    """Coverage of one unit on ``on`` (today in China time by default).
+
+    Raises ``warranty.SerialError`` for a malformed serial (D-8) and ``NotFoundError``
+    for an unknown one.
+    """
+    serial = normalize_serial(raw_serial, current_policy())
+    row = db.session.execute(_LOOKUP.where(Unit.serial == serial)).one_or_none()
+    if row is None:
+        raise NotFoundError(f"serial '{serial}' is not known", "serial")
+    return _answer(row, on or clock.today())
+
+
+@dataclass(frozen=True)
+class LineResult:
+    line: int
+    raw: str
+    answer: WarrantyAnswer | None
+    error: str | None
+
+
+def check_many(lines: list[str], on: date | None = None) -> list[LineResult]:
+    """Check several serials at once (one query for all known ones); each line gets its
+    answer or its own error, in the order given. Blank lines are skipped."""
+    on = on or clock.today()
+    policy = current_policy()
+    parsed: list[tuple[int, str, str | None, str | None]] = []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            parsed.append((number, raw.strip(), normalize_serial(raw, policy), None))
+        except SerialError as error:
+            parsed.append((number, raw.strip(), None, str(error)))
+    wanted = {serial for _, _, serial, _ in parsed if serial}
+    rows = {}
+    if wanted:
+        for row in db.session.execute(_LOOKUP.where(Unit.serial.in_(wanted))):
+            rows[row.serial] = row
+    results = []
+    for number, raw, serial, error in parsed:
+        if error is None and serial not in rows:
+            error = f"serial '{serial}' is not known"
+        answer = _answer(rows[serial], on) if error is None else None
+        results.append(LineResult(number, raw, answer, error))
+    return results

@@ -1,0 +1,50 @@
+"""Blueprints, one per audience. Views translate: input → one service call → response."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import abort
+from flask_login import current_user
+
+from rma.extensions import db, login_manager
+from rma.models import Role, User
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> User | None:
+    try:
+        user = db.session.get(User, int(user_id))
+    except (TypeError, ValueError):
+        return None
+    return user if user is not None and user.is_active else None
+
+
+login_manager.login_view = "auth.login"
+login_manager.login_message = None
+
+
+def roles_required(*roles: Role):
+    """Server-side role check: anonymous → log-in page; wrong role → 403."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            if not current_user.is_authenticated:
+                return login_manager.unauthorized()
+            if not current_user.has_role(*roles):
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def form_errors(form, error) -> None:
+    """Put a service error next to its form field (or on the form when it has none)."""
+    field = getattr(form, getattr(error, "field", None) or "", None)
+    if field is not None and hasattr(field, "errors"):
+        field.errors = [*list(field.errors), error.message]
+    else:
+        form.form_errors.append(error.message)

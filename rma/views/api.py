@@ -1,0 +1,36 @@
+"""JSON API under ``/api/v1``. Errors are RFC 9457 problem documents."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from rma.errors import problem
+from rma.extensions import limiter
+from rma.openapi import spec
+from rma.services import NotFoundError
+from rma.services.warranty_check import check_warranty
+from warranty import SerialError
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def _warranty_limit() -> str:
+    return current_app.config["WARRANTY_RATE_LIMIT"]
+
+
+@bp.get("/warranty/<path:serial>")
+@limiter.limit(_warranty_limit)
+def warranty(serial: str):
+    """Public warranty answer for one serial; no customer data (R-W1, R-W2)."""
+    try:
+        answer = check_warranty(serial)
+    except SerialError as error:
+        return problem(422, "Malformed serial", str(error), serial=serial)
+    except NotFoundError as error:
+        return problem(404, "Unknown serial", error.message, serial=serial)
+    return jsonify(answer.as_public_json())
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(spec())
