@@ -16,16 +16,17 @@ from wtforms import (
     SubmitField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice as C
 from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional
 
-KINDS = [("hardware", _l("Hardware")), ("software", _l("Software")),
-         ("appliance", _l("Appliance"))]
-BASES = [("ship", _l("Ship date")), ("activation", _l("Activation date")),
-         ("acceptance", _l("Acceptance date + 1 day"))]
-ROLES = [("customer", _l("Customer")), ("support", _l("Support engineer")),
-         ("warehouse", _l("Warehouse")), ("finance", _l("Finance")),
-         ("manager", _l("Manager")), ("admin", _l("Administrator"))]
-LANGUAGES = [("zh_CN", "中文"), ("en", "English")]
+KINDS = [C("hardware", _l("Hardware")), C("software", _l("Software")),
+         C("appliance", _l("Appliance"))]
+BASES = [C("ship", _l("Ship date")), C("activation", _l("Activation date")),
+         C("acceptance", _l("Acceptance date + 1 day"))]
+ROLES = [C("customer", _l("Customer")), C("support", _l("Support engineer")),
+         C("warehouse", _l("Warehouse")), C("finance", _l("Finance")),
+         C("manager", _l("Manager")), C("admin", _l("Administrator"))]
+LANGUAGES = [C("zh_CN", "中文"), C("en", "English")]
 
 
 class LoginForm(FlaskForm):

@@ -1,0 +1,183 @@
+"""Shared fixtures (STYLE habit 9).
+
+``app`` is a new app per test. On SQLite each test gets its own database file; when
+``RMA_TEST_DATABASE_URL`` is set the same tests run again on PostgreSQL, where the schema
+is created once per session and every table is emptied before each test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event, text
+
+from rma import create_app
+from rma.extensions import db
+
+PG_URL = os.environ.get("RMA_TEST_DATABASE_URL", "")
+DATABASES = ["sqlite"] + (["postgresql"] if PG_URL else [])
+FIXED_NOW = "2026-11-25T04:00:00+00:00"  # 12:00 in Shanghai
+TEST_PASSWORD = "correct-horse-battery"
+_pg_schema_ready = False
+
+
+def _reset_postgres() -> None:
+    global _pg_schema_ready
+    if not _pg_schema_ready:
+        db.drop_all()
+        db.session.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        db.session.commit()
+        db.create_all()
+        _pg_schema_ready = True
+    else:
+        tables = ", ".join(t.name for t in db.metadata.sorted_tables)
+        db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        db.session.commit()
+
+
+def mark_postgres_schema_dirty() -> None:
+    """For tests that drop or migrate the schema themselves."""
+    global _pg_schema_ready
+    _pg_schema_ready = False
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.sqlite3'}"
+    return PG_URL
+
+
+def make_app(database_url: str, tmp_path, **overrides):
+    config = {
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "test-secret-key",
+        "FIXED_NOW": FIXED_NOW,
+        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+        "WTF_CSRF_ENABLED": False,
+        "RATELIMIT_ENABLED": False,
+    }
+    config.update(overrides)
+    config = {k: v for k, v in config.items() if v is not None}  # None: leave it to the app
+    os.environ["RMA_INSTANCE_PATH"] = str(tmp_path / "instance")
+    try:
+        return create_app(config)
+    finally:
+        del os.environ["RMA_INSTANCE_PATH"]
+
+
+@pytest.fixture
+def app_config() -> dict:
+    """Override in a test module to change the app's config."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url, tmp_path, app_config) -> Iterator:
+    app = make_app(database_url, tmp_path, **app_config)
+    with app.app_context():
+        if database_url.startswith("sqlite"):
+            db.create_all()
+        else:
+            _reset_postgres()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        for engine in db.engines.values():
+            engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def ctx(app):
+    """An app context for service-level tests."""
+    with app.app_context():
+        yield app
+
+
+@contextmanager
+def count_queries(app) -> Iterator[list[str]]:
+    """Collect the SQL statements run inside the block (to catch N+1 queries)."""
+    statements: list[str] = []
+    with app.app_context():
+        engine = db.engine
+
+    def _before(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", _before)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", _before)
+
+
+# -- data builders ------------------------------------------------------------------
+@pytest.fixture
+def make_model(app):
+    from rma.services.audit import Actor
+    from rma.services.catalog import create_product_model
+
+    def _make(code="TK3", life_months=36, basis="ship", kind="hardware", price="80.00",
+              name=None):
+        with app.app_context():
+            model = create_product_model(Actor.cli("test"), code, name or f"{code} token",
+                                         kind, life_months, basis, price)
+            return model.id
+
+    return _make
+
+
+@pytest.fixture
+def make_customer(app):
+    from rma.services.audit import Actor
+    from rma.services.catalog import create_customer
+
+    def _make(name="华东示范银行", accepted_on="2025-06-15", months=12):
+        with app.app_context():
+            customer = create_customer(Actor.cli("test"), name, accepted_on, months)
+            return customer.contract_number
+
+    return _make
+
+
+@pytest.fixture
+def make_user(app):
+    from rma.services.audit import Actor
+    from rma.services.catalog import customer_by_contract
+    from rma.services.users import create_user
+
+    def _make(email, role, contract=None, password=TEST_PASSWORD, language="en"):
+        with app.app_context():
+            customer = customer_by_contract(contract) if contract else None
+            user = create_user(Actor.cli("test"), email, role, password, customer, language)
+            return user.id
+
+    return _make
+
+
+@pytest.fixture
+def login(client, make_user):
+    """Log the test client in as a new user with ``role``; returns the client."""
+
+    def _login(role="admin", email=None, contract=None):
+        email = email or f"{role}@example.com"
+        make_user(email, role, contract)
+        response = client.post("/login", data={"email": email, "password": TEST_PASSWORD})
+        assert response.status_code == 302, response.data
+        return client
+
+    return _login
