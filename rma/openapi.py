@@ -43,8 +43,9 @@ WARRANTY = {
 
 
 def _problem_response(description: str) -> dict:
+    schema = {"$ref": "#/components/schemas/Problem"}
     return {"description": description,
-            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+            "content": {"application/problem+json": {"schema": schema}}}
 
 
 def spec() -> dict:

@@ -7,6 +7,10 @@ from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 
 from rma import clock
+from rma.forms import KINDS, ROLES
+
+KIND_LABELS = {choice.value: choice.label for choice in KINDS}
+ROLE_LABELS = {choice.value: choice.label for choice in ROLES}
 
 BASIS_LABELS = {
     "ship": _l("from the ship date"),
@@ -26,6 +30,8 @@ def init_app(app: Flask) -> None:
         return {
             "get_locale": get_locale,
             "basis_label": lambda code: BASIS_LABELS.get(code, code),
+            "kind_label": lambda code: KIND_LABELS.get(str(code), code),
+            "role_label": lambda code: ROLE_LABELS.get(str(code), code),
             "today": clock.today,
         }
 

@@ -2,7 +2,7 @@
 # Translation catalogue upkeep (Flask-Babel). Works from any directory.
 #
 #   scripts/i18n.sh extract   # rma/translations/messages.pot from rma/**.py and templates/**.html
-#   scripts/i18n.sh update    # merge the .pot into rma/translations/zh_CN/LC_MESSAGES/messages.po
+#   scripts/i18n.sh update    # merge the .pot into rma/translations/zh_Hans_CN/LC_MESSAGES/messages.po
 #   scripts/i18n.sh compile   # messages.po -> messages.mo (both are committed)
 #
 # After adding or changing a string: extract, update, translate the new entries in
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 PYBABEL="${PYBABEL:-.venv/bin/pybabel}"
 DIR=rma/translations
 POT="$DIR/messages.pot"
-LOCALE=zh_CN
+LOCALE=zh_Hans_CN  # Babel's name for zh_CN: Flask-Babel looks up str(Locale.parse("zh_CN"))
 
 case "${1:-}" in
     extract)

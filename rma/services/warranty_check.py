@@ -120,7 +120,8 @@ class LineResult:
     line: int
     raw: str
     answer: WarrantyAnswer | None
-    error: str | None
+    error: str | None  # English sentence (CLI, logs)
+    error_code: str | None = None  # "malformed" or "unknown", for translated pages
 
 
 def check_many(lines: list[str], on: date | None = None) -> list[LineResult]:
@@ -143,8 +144,11 @@ def check_many(lines: list[str], on: date | None = None) -> list[LineResult]:
             rows[row.serial] = row
     results = []
     for number, raw, serial, error in parsed:
-        if error is None and serial not in rows:
-            error = f"serial '{serial}' is not known"
-        answer = _answer(rows[serial], on) if error is None else None
-        results.append(LineResult(number, raw, answer, error))
+        if error is not None:
+            results.append(LineResult(number, raw, None, error, "malformed"))
+        elif serial not in rows:
+            results.append(LineResult(number, serial, None, f"serial '{serial}' is not known",
+                                      "unknown"))
+        else:
+            results.append(LineResult(number, raw, _answer(rows[serial], on), None))
     return results

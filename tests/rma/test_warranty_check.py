@@ -113,8 +113,8 @@ def test_page_checks_many_serials_in_one_query(app, client, units):
     html = page.get_data(as_text=True)
     assert 'data-serial="TK3-LEAP"' in html and "2027-02-28" in html
     assert 'data-serial="TK5-ACT"' in html
-    assert "Line 4: serial &#39;bad#&#39; is not valid" in html
-    assert "Line 5: serial &#39;NOPE-0001&#39; is not known" in html
+    assert "Line 4: bad# is not a valid serial." in html
+    assert "Line 5: serial NOPE-0001 is not known." in html
     assert "Out of warranty" in html
 
 
