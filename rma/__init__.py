@@ -33,6 +33,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.config.from_mapping(DEFAULTS)
     app.config.from_prefixed_env("RMA")
+    for key in ("SECRET_KEY", "DATABASE_URL"):
+        # from_prefixed_env JSON-decodes values; these must stay the text that was typed.
+        if f"RMA_{key}" in os.environ:
+            app.config[key] = os.environ[f"RMA_{key}"]
     if test_config:
         app.config.from_mapping(test_config)
 

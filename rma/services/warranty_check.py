@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Result, bindparam, select
 
 from rma import clock
 from rma.extensions import db
@@ -42,23 +44,46 @@ class WarrantyAnswer:
         }
 
 
+# Built once from the tables (Core, not ORM entities) with the serial or id as a bound
+# parameter: the API runs this for every request, and a fixed statement object keeps its
+# cache key, so each call skips building the WHERE clause, computing the cache key and the
+# ORM's result machinery (the rows are the same plain rows either way). Session.execute
+# still autoflushes before a Core statement, as before.
+_units = Unit.__table__
+_models = ProductModel.__table__
+_customers = Customer.__table__
 _LOOKUP = (
     select(
-        Unit.id,
-        Unit.serial,
-        Unit.shipped_on,
-        Unit.activated_on,
-        Unit.replaces_id,
-        ProductModel.code,
-        ProductModel.name,
-        ProductModel.kind,
-        ProductModel.life_months,
-        ProductModel.warranty_basis,
-        Customer.accepted_on,
+        _units.c.id,
+        _units.c.serial,
+        _units.c.shipped_on,
+        _units.c.activated_on,
+        _units.c.replaces_id,
+        _models.c.code,
+        _models.c.name,
+        _models.c.kind,
+        _models.c.life_months,
+        _models.c.warranty_basis,
+        _customers.c.accepted_on,
     )
-    .join(ProductModel, ProductModel.id == Unit.model_id)
-    .outerjoin(Customer, Customer.id == Unit.customer_id)
+    .select_from(_units)
+    .join(_models, _models.c.id == _units.c.model_id)
+    .outerjoin(_customers, _customers.c.id == _units.c.customer_id)
 )
+_BY_SERIAL = _LOOKUP.where(_units.c.serial == bindparam("serial"))
+_BY_ID = _LOOKUP.where(_units.c.id == bindparam("unit_id"))
+
+
+def _read(statement, params: dict | None, take: Callable[[Result], Any]) -> Any:
+    """``take(result)`` of a read-only look-up, through the session if this request (or
+    command) already has one, so its pending changes are flushed and seen as before.
+    Without a session there is nothing pending and no transaction of ours to join, so a
+    pooled connection reads exactly what a new session would, without creating, beginning
+    and closing one (about a tenth of the public API's time per request)."""
+    if db.session.registry.has():
+        return take(db.session.execute(statement, params))
+    with db.engine.connect() as connection:
+        return take(connection.execute(statement, params))
 
 
 def _facts(row, replaces: UnitFacts | None) -> UnitFacts:
@@ -80,7 +105,7 @@ def _chain(first_replaces_id: int | None) -> UnitFacts | None:
     while next_id is not None:
         if len(rows) >= _MAX_CHAIN:
             raise RuntimeError("replacement chain longer than 50 units")
-        row = db.session.execute(_LOOKUP.where(Unit.id == next_id)).one()
+        row = _read(_BY_ID, {"unit_id": next_id}, Result.one)
         rows.append(row)
         next_id = row.replaces_id
     facts = None
@@ -109,7 +134,7 @@ def check_warranty(raw_serial: str, on: date | None = None) -> WarrantyAnswer:
     for an unknown one.
     """
     serial = normalize_serial(raw_serial, current_policy())
-    row = db.session.execute(_LOOKUP.where(Unit.serial == serial)).one_or_none()
+    row = _read(_BY_SERIAL, {"serial": serial}, Result.one_or_none)
     if row is None:
         raise NotFoundError(f"serial '{serial}' is not known", "serial")
     return _answer(row, on or clock.today())
@@ -140,7 +165,7 @@ def check_many(lines: list[str], on: date | None = None) -> list[LineResult]:
     wanted = {serial for _, _, serial, _ in parsed if serial}
     rows = {}
     if wanted:
-        for row in db.session.execute(_LOOKUP.where(Unit.serial.in_(wanted))):
+        for row in _read(_LOOKUP.where(_units.c.serial.in_(wanted)), None, Result.all):
             rows[row.serial] = row
     results = []
     for number, raw, serial, error in parsed:

@@ -102,9 +102,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
+
+
 def _is_up(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url + "/", timeout=2) as response:  # noqa: S310 - loopback
+        with _DIRECT.open(url + "/", timeout=2) as response:
             return response.status == 200
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
         return False
@@ -164,9 +167,11 @@ def _gunicorn(workdir: Path, env: dict[str, str]) -> Iterator[str]:
                 if proc.poll() is not None and "Address already in use" in log_text \
                         and attempt < 2:
                     continue
-                pytest.fail(
-                    f"gunicorn did not answer GET {url}/ within {READY_TIMEOUT:.0f} s "
-                    f"(exit code {proc.poll()}); its stderr:\n{log_text}", pytrace=False)
+                code = proc.poll()
+                why = (f"exited with code {code}" if code is not None
+                       else f"did not answer within {READY_TIMEOUT:.0f} s")
+                pytest.fail(f"gunicorn {why} (GET {url}/); its stderr:\n{log_text}",
+                            pytrace=False)
             yield url
             return
         finally:
@@ -207,22 +212,39 @@ def browser():
         playwright.stop()
 
 
+def _note_console(message, page, problems: list[str]) -> None:
+    """Keep console errors, except the 404 of the /favicon.ico Chromium asks for by itself
+    (the app links an SVG favicon; older requests may still ask)."""
+    if message.type != "error":
+        return
+    source = (message.location or {}).get("url", "")
+    if source.endswith("/favicon.ico"):
+        return
+    problems.append(f"console error on {page.url}: {message.text} ({source or 'page'})")
+
+
 @pytest.fixture
 def new_page(request, browser, server, tmp_path) -> Iterator[Callable[..., object]]:
     """``new_page(**context_options)``: a page in a fresh context (its own cookies) with
     ``base_url`` set to the server, locale en-US and a 10 s default timeout."""
     contexts = []
+    problems: list[str] = []  # console errors, uncaught exceptions (a CSP violation, say)
 
     def _new_page(**options):
         options = {"locale": "en-US", "base_url": server.url, **options}
         context = browser.new_context(**options)
         context.set_default_timeout(PAGE_TIMEOUT_MS)
         contexts.append(context)
-        return context.new_page()
+        page = context.new_page()
+        page.on("console", lambda message: _note_console(message, page, problems))
+        page.on("pageerror", lambda error: problems.append(f"error on {page.url}: {error}"))
+        return page
 
     yield _new_page
     report = getattr(request.node, "rep_call", None)
     try:
+        if report is not None and report.passed and problems:
+            pytest.fail("the browser reported:\n" + "\n".join(problems), pytrace=False)
         if report is not None and report.failed:
             for i, context in enumerate(contexts):
                 for j, page in enumerate(context.pages):

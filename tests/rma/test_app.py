@@ -86,3 +86,12 @@ def test_templates_do_not_use_inline_script_or_style():
     for path in root.rglob("*.html"):
         source = path.read_text()
         assert "<script>" not in source and " style=" not in source and "<style" not in source, path
+
+
+def test_numeric_secret_key_from_environment_stays_text(tmp_path, monkeypatch):
+    monkeypatch.setenv("RMA_SECRET_KEY", "20261125")
+    app = make_app(f"sqlite:///{tmp_path}/a.db", tmp_path, SECRET_KEY=None)
+    assert app.config["SECRET_KEY"] == "20261125"
+    with app.app_context():
+        db.create_all()
+    assert app.test_client().get("/login").status_code == 200
