@@ -65,9 +65,27 @@ def make_app(database_url: str, tmp_path, **overrides):
     config = {k: v for k, v in config.items() if v is not None}  # None: leave it to the app
     os.environ["RMA_INSTANCE_PATH"] = str(tmp_path / "instance")
     try:
-        return create_app(config)
+        app = create_app(config)
     finally:
         del os.environ["RMA_INSTANCE_PATH"]
+    _apps.append(app)
+    return app
+
+
+_apps: list = []
+
+
+@pytest.fixture(autouse=True)
+def _dispose_engines():
+    """Close every connection pool a test opened, so no database connection is left to
+    the garbage collector (psycopg warns then, and warnings are errors here)."""
+    yield
+    while _apps:
+        app = _apps.pop()
+        with app.app_context():
+            db.session.remove()
+            for engine in db.engines.values():
+                engine.dispose()
 
 
 @pytest.fixture
