@@ -6,7 +6,7 @@ import re
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from rma import clock
 from rma.extensions import db
@@ -222,10 +222,3 @@ def customer_by_contract(number: str) -> Customer:
         raise NotFoundError(f"contract '{number}' is not a known contract number", "customer")
     return customer
 
-
-def model_by_code(code: str) -> ProductModel:
-    text = (code or "").strip().upper()
-    model = db.session.scalar(select(ProductModel).where(func.upper(ProductModel.code) == text))
-    if model is None:
-        raise NotFoundError(f"model '{code}' is not a known product model", "model")
-    return model
