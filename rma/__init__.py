@@ -48,15 +48,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     app.config["BABEL_DEFAULT_TIMEZONE"] = app.config["TIMEZONE"]
 
-    from rma import db_setup, errors, i18n, security, templating
-    from rma.extensions import csrf, db, limiter, login_manager, migrate
+    from rma import db_setup, errors, i18n, ratelimit, security, templating
+    from rma.extensions import csrf, db, login_manager, migrate
 
     db_setup.configure_engine_options(app)
     db.init_app(app)
     db_setup.install_sqlite_pragmas(app)
     migrate.init_app(app, db, directory=_resource_dir("migrations"), render_as_batch=True)
     csrf.init_app(app)
-    limiter.init_app(app)
+    ratelimit.init_app(app)
     i18n.init_app(app)
     security.init_app(app)
     templating.init_app(app)

@@ -6,6 +6,7 @@ Everything else asks ``now()``/``today()`` here, and tests pin the clock with th
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
@@ -35,12 +36,20 @@ def now() -> datetime:
 def local_zone() -> ZoneInfo:
     """The service's zone (``RMA_TIMEZONE``, Asia/Shanghai by default)."""
     name = current_app.config.get("TIMEZONE", "Asia/Shanghai") if has_app_context() else None
-    return ZoneInfo(name or "Asia/Shanghai")
+    return _zone(name or "Asia/Shanghai")
+
+
+@functools.lru_cache(maxsize=8)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
 
 
 def today() -> date:
     """Today's date in the service's zone: China time decides the date (SPEC, Warranty)."""
-    return now().astimezone(local_zone()).date()
+    fixed = _fixed()
+    if fixed is None:
+        return datetime.now(local_zone()).date()
+    return fixed.astimezone(local_zone()).date()
 
 
 def to_local(moment: datetime | None) -> datetime | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -38,12 +38,13 @@ def init_app(app: Flask) -> None:
         code = error.code or 500
         if wants_problem():
             response = problem(code, error.name, error.description or "")
-            if code == 429:
-                response.headers["Retry-After"] = "60"
-            return response
-        response = error.get_response()
-        html = render_template("errors/error.html", code=code, message=error.description)
-        return html, code, {k: v for k, v in response.headers.items() if k == "Retry-After"}
+        else:
+            html = render_template("errors/error.html", code=code, message=error.description)
+            response = make_response(html, code)
+        for name, value in error.get_response().headers.items():
+            if name in ("Retry-After", "Allow"):
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
+from rma import ratelimit
 from rma.errors import problem
-from rma.extensions import limiter
 from rma.openapi import spec
 from rma.services import NotFoundError
 from rma.services.warranty_check import check_warranty
@@ -14,12 +14,8 @@ from warranty import SerialError
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
-def _warranty_limit() -> str:
-    return current_app.config["WARRANTY_RATE_LIMIT"]
-
-
 @bp.get("/warranty/<path:serial>")
-@limiter.limit(_warranty_limit)
+@ratelimit.limit("WARRANTY_RATE_LIMIT")
 def warranty(serial: str):
     """Public warranty answer for one serial; no customer data (R-W1, R-W2)."""
     try:

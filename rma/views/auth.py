@@ -6,7 +6,6 @@ from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -17,7 +16,7 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import login_user, logout_user
 
-from rma.extensions import limiter
+from rma import ratelimit
 from rma.forms import LanguageForm, LoginForm
 from rma.services.users import authenticate
 
@@ -33,12 +32,8 @@ def _safe_next(target: str | None) -> str | None:
     return target
 
 
-def _login_limit() -> str:
-    return current_app.config["LOGIN_RATE_LIMIT"]
-
-
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_limit, methods=["POST"])
+@ratelimit.limit("LOGIN_RATE_LIMIT", methods=("POST",))
 def login():
     form = LoginForm()
     if form.validate_on_submit():

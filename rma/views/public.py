@@ -5,15 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template
 from flask_babel import gettext as _
 
-from rma.extensions import limiter
+from rma import ratelimit
 from rma.forms import WarrantyForm
 from rma.services.warranty_check import check_many
 
 bp = Blueprint("public", __name__)
-
-
-def _warranty_limit() -> str:
-    return current_app.config["WARRANTY_RATE_LIMIT"]
 
 
 @bp.route("/")
@@ -22,7 +18,7 @@ def index():
 
 
 @bp.route("/warranty", methods=["GET", "POST"])
-@limiter.limit(_warranty_limit, methods=["POST"])
+@ratelimit.limit("WARRANTY_RATE_LIMIT", methods=("POST",))
 def warranty():
     """One serial, or up to 50 pasted one per line (R-W1, R-W2)."""
     form = WarrantyForm()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
+import pytest
 from sqlalchemy import text
 
 from rma.extensions import db
@@ -55,13 +56,41 @@ def test_postgres_url_uses_psycopg3(tmp_path):
     assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql+psycopg://")
 
 
-def test_security_headers_on_every_page(client):
-    response = client.get("/")
+@pytest.mark.parametrize("path", ["/", "/no-such-page", "/static/css/app.css", "/login"])
+def test_security_headers_on_every_page(client, path):
+    response = client.get(path)
+    response.close()  # a static file is streamed
     csp = response.headers["Content-Security-Policy"]
     assert "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "same-origin"
     assert response.headers["X-Request-ID"]
+    assert "Strict-Transport-Security" not in response.headers
+    assert len(response.headers.getlist("Content-Security-Policy")) == 1
+
+
+@pytest.mark.parametrize("path", ["/api/v1/openapi.json", "/api/v1/warranty/NOPE-1", "/api/x"])
+def test_api_answers_get_the_rest_header_set(client, path):
+    response = client.get(path)
+    csp = response.headers["Content-Security-Policy"]
+    assert csp == "default-src 'none'; frame-ancestors 'none'"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_request_id_is_echoed_when_sane_and_made_otherwise(client):
+    assert client.get("/", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
+    made = {client.get("/", headers={"X-Request-ID": bad}).headers["X-Request-ID"]
+            for bad in ["", "a b", "x" * 65, "<script>", "abc\u00e9"]}
+    assert len(made) == 5 and all(len(i) == 16 and i.isalnum() for i in made)
+
+
+def test_hsts_when_cookies_are_secure(database_url, tmp_path):
+    app = make_app(database_url, tmp_path, SESSION_COOKIE_SECURE=True)
+    response = app.test_client().get("/static/css/app.css")
+    response.close()
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
 
 
 def test_unknown_page_is_a_404_page_and_api_gets_a_problem(client):
