@@ -62,11 +62,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     templating.init_app(app)
     login_manager.init_app(app)
 
-    from rma.views import admin, api, auth, public
+    from rma.views import accounts, admin, api, auth, portal, public
 
     app.register_blueprint(public.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(portal.bp)
+    app.register_blueprint(accounts.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)
     errors.init_app(app)

@@ -25,7 +25,27 @@ DEFAULTS: dict = {
     "SESSION_COOKIE_SECURE": False,
     "REMEMBER_COOKIE_HTTPONLY": True,
     "REMEMBER_COOKIE_SAMESITE": "Lax",
-    "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+    # An RMA form may carry 3 photos of 5 MB for several items.
+    "MAX_CONTENT_LENGTH": 40 * 1024 * 1024,
+    "PHOTO_MAX_BYTES": 5 * 1024 * 1024,
+    "PHOTOS_PER_ITEM": 3,
+    "RMA_MAX_ITEMS": 500,
+    # Printed on labels and e-mails.
+    "VENDOR_NAME": "OTP Security Ltd. RMA Service Centre",
+    "RETURN_ADDRESS": "RMA Service Centre\nNo. 1 Zhongguancun South Street, Haidian\n"
+    "Beijing 100081, China\nTel. +86 10 8000 0000",
+    # Links in e-mails point here.
+    "PUBLIC_URL": "http://127.0.0.1:8000",
+    "INVITATION_DAYS": 7,
+    # E-mail: "console" prints messages (the default of `make run`), "smtp" sends them.
+    "MAIL_BACKEND": "console",
+    "MAIL_FROM": "rma@example.com",
+    "SMTP_HOST": "127.0.0.1",
+    "SMTP_PORT": 25,
+    "SMTP_USER": "",
+    "SMTP_PASSWORD": "",
+    "SMTP_TLS": "none",  # none | starttls | ssl
+    "SMTP_TIMEOUT": 20,
     "RATELIMIT_ENABLED": True,
     "WARRANTY_RATE_LIMIT": "120/minute",
     "LOGIN_RATE_LIMIT": "20/minute",

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -137,6 +138,10 @@ class User(UserMixin, db.Model):
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
     language: Mapped[str] = mapped_column(String(8), default="zh_CN")
     is_active_flag: Mapped[bool] = mapped_column("is_active", default=True)
+    # A customer's admin invites colleagues and manages its organisation's users.
+    is_customer_admin: Mapped[bool] = mapped_column(default=False)
+    full_name: Mapped[str] = mapped_column(String(200), default="")
+    phone: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -170,6 +175,7 @@ class User(UserMixin, db.Model):
             "customer_id": self.customer_id,
             "language": self.language,
             "is_active": bool(self.is_active_flag),
+            "is_customer_admin": bool(self.is_customer_admin),
         }
 
 
@@ -289,3 +295,303 @@ class NumberSequence(db.Model):
     last_value: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (UniqueConstraint("name", "year", name="uq_number_sequences_name_year"),)
+
+
+# -- customer portal (issue 3) ----------------------------------------------------------
+class ApplicationStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class RegistrationApplication(db.Model):
+    """An organisation asking to be registered; staff approve it into a ``Customer`` with
+    its service contract number (R-C1) and an invitation for the contact."""
+
+    __tablename__ = "registration_applications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(Text)
+    contact_name: Mapped[str] = mapped_column(String(200))
+    contact_email: Mapped[str] = mapped_column(String(254))
+    contact_phone: Mapped[str] = mapped_column(String(64))
+    other_contacts: Mapped[str] = mapped_column(Text, default="")
+    holdings: Mapped[str] = mapped_column(Text, default="")  # products and serials held
+    accepted_on: Mapped[date | None] = mapped_column(Date)
+    language: Mapped[str] = mapped_column(String(8), default="zh_CN")
+    status: Mapped[ApplicationStatus] = mapped_column(
+        _enum(ApplicationStatus, "application_status"), default=ApplicationStatus.PENDING
+    )
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    review_note: Mapped[str] = mapped_column(Text, default="")
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+
+    customer: Mapped[Customer | None] = relationship()
+    reviewed_by: Mapped[User | None] = relationship()
+
+    __table_args__ = (
+        Index("ix_registration_applications_status", "status", "submitted_at"),
+        CheckConstraint("language IN ('zh_CN', 'en')", name="language_known"),
+    )
+
+    def as_audit(self) -> dict[str, Any]:
+        return {
+            "organisation_name": self.organisation_name,
+            "contact_email": self.contact_email,
+            "status": str(self.status),
+            "customer_id": self.customer_id,
+            "review_note": self.review_note,
+        }
+
+
+class Invitation(db.Model):
+    """A one-time link to set a password and join a customer (or staff). Only the
+    token's SHA-256 is stored."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), index=True)
+    role: Mapped[Role] = mapped_column(_enum(Role, "invitation_role"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    is_customer_admin: Mapped[bool] = mapped_column(default=False)
+    language: Mapped[str] = mapped_column(String(8), default="zh_CN")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    customer: Mapped[Customer | None] = relationship()
+    invited_by: Mapped[User | None] = relationship(foreign_keys=[invited_by_id])
+
+    def as_audit(self) -> dict[str, Any]:
+        return {
+            "email": self.email,
+            "role": str(self.role),
+            "customer_id": self.customer_id,
+            "is_customer_admin": bool(self.is_customer_admin),
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "accepted_at": self.accepted_at.isoformat() if self.accepted_at else None,
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+        }
+
+
+class RmaStatus(enum.StrEnum):
+    OPEN = "open"  # at least one item still in progress
+    CLOSED = "closed"  # every item closed, cancelled or rejected
+    CANCELLED = "cancelled"
+
+
+class ItemStatus(enum.StrEnum):
+    """An RMA item's state; the transitions live in ``warranty`` (issue 4)."""
+
+    SUBMITTED = "submitted"
+    AWAITING_UNIT = "awaiting_unit"
+    RECEIVED = "received"
+    CONFIRMED = "confirmed"
+    WAITING_PAYMENT = "waiting_payment"
+    RELEASED = "released"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+
+FINAL_ITEM_STATUSES = frozenset({ItemStatus.CLOSED, ItemStatus.CANCELLED, ItemStatus.REJECTED})
+
+
+class Rma(db.Model):
+    """A return authorisation: its number is issued on submit (R-R2, D-1)."""
+
+    __tablename__ = "rmas"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    status: Mapped[RmaStatus] = mapped_column(
+        _enum(RmaStatus, "rma_status"), default=RmaStatus.OPEN
+    )
+    contact_name: Mapped[str] = mapped_column(String(200))
+    contact_phone: Mapped[str] = mapped_column(String(64))
+    contact_email: Mapped[str] = mapped_column(String(254))
+    ship_to: Mapped[str] = mapped_column(Text)  # delivery address for the replacement
+    language: Mapped[str] = mapped_column(String(8), default="zh_CN")  # of its e-mails
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    submitted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, onupdate=clock.now)
+
+    customer: Mapped[Customer] = relationship()
+    submitted_by: Mapped[User | None] = relationship()
+    items: Mapped[list[RmaItem]] = relationship(
+        back_populates="rma", order_by="RmaItem.line_no", cascade="all, delete-orphan"
+    )
+    events: Mapped[list[RmaEvent]] = relationship(
+        back_populates="rma", order_by="RmaEvent.id", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        Index("ix_rmas_customer_submitted", "customer_id", "submitted_at"),
+        Index("ix_rmas_status_submitted", "status", "submitted_at"),
+        CheckConstraint("language IN ('zh_CN', 'en')", name="language_known"),
+    )
+
+    def as_audit(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "customer_id": self.customer_id,
+            "status": str(self.status),
+            "contact_name": self.contact_name,
+            "contact_phone": self.contact_phone,
+            "contact_email": self.contact_email,
+            "ship_to": self.ship_to,
+        }
+
+
+class RmaItem(db.Model):
+    """One unit on an RMA: serial, fault, the coverage seen on submit, and later the
+    inspection's cause and decision (R-R1, R-W3..R-W5)."""
+
+    __tablename__ = "rma_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rma_id: Mapped[int] = mapped_column(ForeignKey("rmas.id"))
+    line_no: Mapped[int] = mapped_column(Integer)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), index=True)
+    # Equal to unit_id while the item is open, NULL once final: the UNIQUE constraint
+    # makes "a serial already in an open RMA" hold under concurrent submissions.
+    open_unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), unique=True)
+    serial: Mapped[str] = mapped_column(String(32), index=True)
+    fault_description: Mapped[str] = mapped_column(Text)
+    fault_category: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[ItemStatus] = mapped_column(
+        _enum(ItemStatus, "item_status"), default=ItemStatus.SUBMITTED
+    )
+    # Coverage as shown to the customer on submit (the decision uses the report date).
+    in_warranty_on_submit: Mapped[bool] = mapped_column(default=False)
+    warranty_end_on: Mapped[date | None] = mapped_column(Date)
+    basis_used: Mapped[str] = mapped_column(String(40), default="")
+    cause: Mapped[str | None] = mapped_column(String(32))
+    decision: Mapped[str | None] = mapped_column(String(20))
+    decision_rule: Mapped[str | None] = mapped_column(String(64))
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # R-R3: 72 h target
+    status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    rma: Mapped[Rma] = relationship(back_populates="items")
+    unit: Mapped[Unit] = relationship(foreign_keys=[unit_id])
+    photos: Mapped[list[RmaPhoto]] = relationship(
+        back_populates="item", order_by="RmaPhoto.id", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        UniqueConstraint("rma_id", "line_no", name="uq_rma_items_rma_id_line_no"),
+        Index("ix_rma_items_rma_id", "rma_id"),
+        Index("ix_rma_items_status", "status"),
+    )
+
+    def as_audit(self) -> dict[str, Any]:
+        return {
+            "rma_id": self.rma_id,
+            "line_no": self.line_no,
+            "serial": self.serial,
+            "status": str(self.status),
+            "fault_category": self.fault_category,
+            "cause": self.cause,
+            "decision": self.decision,
+            "due_at": self.due_at.isoformat() if self.due_at else None,
+        }
+
+
+class RmaPhoto(db.Model):
+    """A customer's photo of a fault (JPEG/PNG, checked by content, 5 MB at most)."""
+
+    __tablename__ = "rma_photos"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("rma_items.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    item: Mapped[RmaItem] = relationship(back_populates="photos")
+
+
+class RmaEvent(db.Model):
+    """The RMA's timeline as the customer sees it, one row per event in plain words
+    (rendered from ``kind`` and ``data`` in the reader's language). The technical audit
+    record (R-R4) is ``AuditEvent``; both are written in the same transaction."""
+
+    __tablename__ = "rma_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rma_id: Mapped[int] = mapped_column(ForeignKey("rmas.id"), index=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("rma_items.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    kind: Mapped[str] = mapped_column(String(40))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_label: Mapped[str] = mapped_column(String(254), default="")
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+
+    rma: Mapped[Rma] = relationship(back_populates="events")
+    item: Mapped[RmaItem | None] = relationship()
+
+
+# -- e-mail outbox ----------------------------------------------------------------------
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+
+
+class OutboxMessage(db.Model):
+    """An e-mail written in the same transaction as the change that caused it, sent later
+    by ``rma tick``. A failed send is retried with back-off; a message is never dropped."""
+
+    __tablename__ = "outbox_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    template: Mapped[str] = mapped_column(String(64))
+    to_address: Mapped[str] = mapped_column(String(254))
+    language: Mapped[str] = mapped_column(String(8))
+    subject: Mapped[str] = mapped_column(String(300))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    # Optional: an enqueue with a key already present adds nothing (exactly once).
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    status: Mapped[OutboxStatus] = mapped_column(
+        _enum(OutboxStatus, "outbox_status"), default=OutboxStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    attachments: Mapped[list[OutboxAttachment]] = relationship(
+        back_populates="message", order_by="OutboxAttachment.id", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (Index("ix_outbox_messages_due", "status", "next_attempt_at"),)
+
+
+class OutboxAttachment(db.Model):
+    __tablename__ = "outbox_attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("outbox_messages.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(100))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+    message: Mapped[OutboxMessage] = relationship(back_populates="attachments")
