@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 2
+TICK_INTERVAL ?= 10
 export RMA_INSTANCE_PATH ?= $(CURDIR)/instance
 
 .PHONY: run test install install-test lint chromium test-tools bench clean
@@ -24,12 +25,21 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
+# `rma tick --loop` runs beside gunicorn and sends queued e-mail (printed here with the
+# default RMA_MAIL_BACKEND=console). When gunicorn stops the loop is stopped; Ctrl-C or a
+# SIGTERM to make stops both. The first `rma tick` stops here on a bad MAIL_*/SMTP_*
+# setting before anything starts.
 run: install
 	$(BIN)/rma init-db
 	$(BIN)/rma demo-data
-	@echo "Serving on http://$(HOST):$(PORT)/ (Ctrl-C stops)"
+	$(BIN)/rma tick
+	@echo "Serving on http://$(HOST):$(PORT)/ (Ctrl-C stops); e-mail is sent every $(TICK_INTERVAL) s"
+	@$(BIN)/rma tick --loop --interval $(TICK_INTERVAL) & tick=$$!; \
 	$(BIN)/gunicorn --no-control-socket --workers $(WORKERS) --bind $(HOST):$(PORT) \
-		--access-logfile - 'rma:create_app()'
+		--access-logfile - 'rma:create_app()' & web=$$!; \
+	trap 'kill -TERM $$web $$tick 2>/dev/null' INT TERM; \
+	wait $$web; status=$$?; \
+	kill -TERM $$tick 2>/dev/null; wait; exit $$status
 
 # Debian packages the tests drive: Chromium for the browser tests, zbar and poppler to
 # decode the barcodes of rendered labels.

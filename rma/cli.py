@@ -7,11 +7,16 @@ can rely on it (issue 2, CLI).
 from __future__ import annotations
 
 import csv
+import signal
 import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from rma.services import ServiceError
@@ -237,8 +242,160 @@ def import_units_command(file: Path, skip_invalid: bool, update: bool, rejects) 
         rejects_path.unlink(missing_ok=True)
 
 
+# -- periodic jobs: rma tick ----------------------------------------------------------
+@dataclass(frozen=True)
+class TickResult:
+    summary: str  # one short phrase for the tick line, e.g. "mail: sent 1, failed 0, ..."
+    busy: bool = True  # False when the run found nothing to do (the loop stays quiet)
+
+
+@dataclass(frozen=True)
+class TickJob:
+    """One periodic job of ``rma tick``. ``run(now)`` does the work due at ``now`` and
+    commits its own changes; ``check(app)`` validates the job's settings once at start
+    and raises with a one-line message."""
+
+    name: str
+    run: Callable[[datetime], TickResult]
+    check: Callable[[Flask], None] | None = None
+
+
+def _mail_job(now: datetime) -> TickResult:
+    from rma.services.outbox import pending_summary, send_due
+
+    report = send_due(now=now)
+    waiting = pending_summary(now)
+    text = f"mail: sent {report.sent}, failed {report.failed}, pending {waiting.pending}"
+    if report.errors:
+        text += f" (last error: {report.errors[-1][1][:200]})"
+    return TickResult(text, busy=bool(report.sent or report.failed))
+
+
+def _check_mail(app: Flask) -> None:
+    from rma.mail import backend_from_config
+
+    backend_from_config(app.config)
+
+
+# Later issues append their jobs here (escalations, reports ...); they run in this order.
+TICK_JOBS: list[TickJob] = [TickJob("mail", _mail_job, _check_mail)]
+
+
+def _check_jobs(app: Flask) -> None:
+    for job in TICK_JOBS:
+        if job.check is None:
+            continue
+        try:
+            job.check(app)
+        except Exception as error:  # noqa: BLE001 - a check's only output is its message
+            raise click.ClickException(f"configuration error ({job.name}): {error}") from None
+
+
+def _run_jobs(app: Flask) -> tuple[str, bool, bool]:
+    """Run every job once; one failing job is logged and does not stop the others.
+    Returns (line, busy, all_ok)."""
+    from rma import clock
+    from rma.extensions import db
+
+    now = clock.now()
+    parts: list[str] = []
+    busy = False
+    ok = True
+    for job in TICK_JOBS:
+        try:
+            result = job.run(now)
+        except Exception as error:  # noqa: BLE001 - logged; the next job still runs
+            app.logger.exception("tick job %s failed", job.name)
+            parts.append(f"{job.name}: FAILED ({type(error).__name__}: {error})")
+            busy, ok = True, False
+        else:
+            parts.append(result.summary)
+            busy = busy or result.busy
+        finally:
+            db.session.remove()
+    stamp = clock.to_local(now).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return f"tick {stamp}: " + "; ".join(parts), busy, ok
+
+
+def _loop(app: Flask, interval: float) -> None:
+    stop = threading.Event()
+
+    def _stop(_signum, _frame) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    names = ", ".join(job.name for job in TICK_JOBS)
+    click.echo(f"tick loop: {names} every {interval:g} s (Ctrl-C or SIGTERM stops)")
+    last = None
+    try:
+        while not stop.is_set():
+            line, busy, ok = _run_jobs(app)
+            quiet = line.split(": ", 1)[1]
+            if busy or not ok or quiet != last:  # idle repeats stay quiet
+                click.echo(line)
+                last = quiet
+            stop.wait(interval)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo("tick loop stopped")
+
+
+@click.command("tick")
+@click.option("--loop", is_flag=True, help="Keep running every --interval seconds until "
+              "SIGTERM or Ctrl-C.")
+@click.option("--interval", default=10.0, show_default=True,
+              type=click.FloatRange(min=0.1), help="Seconds between runs with --loop.")
+@with_appcontext
+def tick_command(loop: bool, interval: float) -> None:
+    """Run the periodic jobs that are due (send queued e-mail ...) once, or with --loop
+    for ever. Prints one line per run; exits 1 when a job failed (once) or on a
+    configuration error."""
+    app = current_app._get_current_object()
+    _check_jobs(app)
+    if loop:
+        _loop(app, interval)
+        return
+    line, _busy, ok = _run_jobs(app)
+    click.echo(line)
+    if not ok:
+        sys.exit(1)
+
+
+@click.command("send-test-mail")
+@click.argument("to")
+@click.option("--language", type=click.Choice(["zh_CN", "en"]), default="zh_CN",
+              show_default=True)
+@with_appcontext
+def send_test_mail_command(to: str, language: str) -> None:
+    """Queue a test e-mail to TO and send what is due now: checks the MAIL_* and SMTP_*
+    settings end to end. Exits 1 when the test message could not be sent."""
+    from rma.services.outbox import pending_summary, queue_test_message, send_due
+
+    _check_jobs(current_app._get_current_object())
+    try:
+        message = queue_test_message(Actor.cli("send-test-mail"), to, language)
+    except ServiceError as error:
+        _fail(error)
+    message_id = message.id
+    report = send_due()
+    waiting = pending_summary()
+    click.echo(f"mail: sent {report.sent}, failed {report.failed}, pending {waiting.pending}")
+    if message_id in report.sent_ids:
+        click.echo(f"test message #{message_id} sent to {to}")
+        return
+    errors = dict(report.errors)
+    if message_id in errors:
+        raise click.ClickException(f"test message #{message_id} not sent: {errors[message_id]}"
+                                   " (it stays queued and is retried by `rma tick`)")
+    raise click.ClickException(f"test message #{message_id} is queued behind older messages; "
+                               "`rma tick` sends it")
+
+
 COMMANDS = [init_db, demo_data, add_model, add_customer, create_user_command,
-            create_token_command, warranty_command, import_units_command]
+            create_token_command, warranty_command, import_units_command, tick_command,
+            send_test_mail_command]
+
 
 
 def init_app(app: Flask) -> None:
