@@ -62,7 +62,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     templating.init_app(app)
     login_manager.init_app(app)
 
-    from rma.views import accounts, admin, api, auth, portal, public
+    from rma.views import accounts, admin, api, auth, labels, portal, public
 
     app.register_blueprint(public.bp)
     app.register_blueprint(auth.bp)
@@ -70,6 +70,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(portal.bp)
     app.register_blueprint(accounts.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(labels.bp)
     csrf.exempt(api.bp)
     errors.init_app(app)
 

@@ -49,6 +49,7 @@ DEFAULTS: dict = {
     "RATELIMIT_ENABLED": True,
     "WARRANTY_RATE_LIMIT": "120/minute",
     "LOGIN_RATE_LIMIT": "20/minute",
+    "REGISTRATION_RATE_LIMIT": "10/hour",
     "WARRANTY_BATCH_MAX": 50,
     # werkzeug's generate_password_hash method; tests use a cheaper one.
     "PASSWORD_HASH_METHOD": "scrypt",

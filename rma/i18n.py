@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask, current_app, request, session
+from flask import Flask, current_app, has_request_context, request, session
 from flask_login import current_user
 
 from rma.extensions import babel
@@ -16,6 +16,8 @@ def select_locale() -> str:
     """Explicit choice in this session, then the user's preference, then the browser's
     Accept-Language; Chinese when nothing says otherwise."""
     languages = current_app.config["LANGUAGES"]
+    if not has_request_context():  # CLI, tick jobs: messages default to the app's language
+        return current_app.config["BABEL_DEFAULT_LOCALE"]
     chosen = session.get("lang")
     if chosen in languages:
         return chosen

@@ -153,6 +153,24 @@ def create_customer(
     address: str = "",
 ) -> Customer:
     """Register a customer; the system assigns its unique contract number (R-C1)."""
+    try:
+        customer = add_customer(actor, name, accepted_on, contract_months, address)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return customer
+
+
+def add_customer(
+    actor: Actor,
+    name: str,
+    accepted_on: date | str | None = None,
+    contract_months: int | str = 12,
+    address: str = "",
+) -> Customer:
+    """``create_customer`` inside the caller's transaction (the caller commits or rolls
+    back): registration approval creates the customer together with its invitation."""
     accepted = parse_date(accepted_on, "accepted_on")
     if accepted is not None and accepted > clock.today():
         raise ValidationError(f"accepted_on {accepted} is in the future", "accepted_on")
@@ -164,22 +182,17 @@ def create_customer(
         ) from None
     if not 1 <= months <= 240:
         raise ValidationError("contract_months must be 1 to 240", "contract_months")
-    try:
-        customer = Customer(
-            name=_name(name),
-            address=(address or "").strip()[:2000],
-            accepted_on=accepted,
-            contract_months=months,
-            contract_number=contract_number(clock.today().year),
-        )
-        db.session.add(customer)
-        db.session.flush()
-        record(actor, "customer.created", "customer", customer.contract_number, None,
-               customer.as_audit())
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
+    customer = Customer(
+        name=_name(name),
+        address=(address or "").strip()[:2000],
+        accepted_on=accepted,
+        contract_months=months,
+        contract_number=contract_number(clock.today().year),
+    )
+    db.session.add(customer)
+    db.session.flush()
+    record(actor, "customer.created", "customer", customer.contract_number, None,
+           customer.as_audit())
     return customer
 
 

@@ -43,7 +43,8 @@ def login():
         else:
             session.clear()
             login_user(user)
-            return redirect(_safe_next(request.args.get("next")) or url_for("public.index"))
+            home = url_for("portal.home") if not user.is_staff else url_for("public.index")
+            return redirect(_safe_next(request.args.get("next")) or home)
     return render_template("auth/login.html", form=form)
 
 

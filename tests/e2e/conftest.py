@@ -82,9 +82,46 @@ def run_cli(server: Server, *args: str, input: str | None = None,
     )
 
 
-def _base_env(workdir: Path, database_url: str) -> dict[str, str]:
+# -- mail -----------------------------------------------------------------------------------
+class Mailbox:
+    """A real SMTP server (aiosmtpd) on a free loopback port; keeps what arrives."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+        self.port = 0
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
+        import email
+        from email import policy
+
+        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+    def to(self, address: str) -> list:
+        return [m for m in self.messages if address in str(m["To"])]
+
+
+@pytest.fixture(scope="session")
+def mailbox() -> Iterator[Mailbox]:
+    from aiosmtpd.controller import Controller
+
+    box = Mailbox()
+    port = _free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    box.port = port
+    try:
+        yield box
+    finally:
+        controller.stop()
+
+
+def _base_env(workdir: Path, database_url: str, smtp_port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RMA_", "FLASK_"))}
     env.update({
+        "RMA_MAIL_BACKEND": "smtp",
+        "RMA_SMTP_HOST": "127.0.0.1",
+        "RMA_SMTP_PORT": str(smtp_port),
         "RMA_INSTANCE_PATH": str(workdir / "instance"),
         "RMA_DATABASE_URL": database_url,
         "RMA_SECRET_KEY": "e2e-secret",
@@ -179,15 +216,16 @@ def _gunicorn(workdir: Path, env: dict[str, str]) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module", params=DATABASES)
-def server(request, tmp_path_factory) -> Iterator[Server]:
-    """The real app under gunicorn (2 workers) on a migrated database of its own."""
+def server(request, tmp_path_factory, mailbox) -> Iterator[Server]:
+    """The real app under gunicorn (2 workers) on a migrated database of its own; its
+    e-mail goes to ``mailbox`` when ``rma tick`` runs (``run_cli(server, "tick")``)."""
     workdir = tmp_path_factory.mktemp(f"e2e-{request.param}")
     with ExitStack() as stack:
         if request.param == "sqlite":
             database_url = f"sqlite:///{workdir / 'e2e.sqlite3'}"
         else:
             database_url = stack.enter_context(_postgres_database())
-        env = _base_env(workdir, database_url)
+        env = _base_env(workdir, database_url, mailbox.port)
         probe = Server("", env, workdir, request.param)
         migrated = run_cli(probe, "init-db")
         assert migrated.returncode == 0, f"rma init-db failed:\n{migrated.stderr}"
