@@ -111,8 +111,10 @@ def add_customer(name, accepted_on, contract_months, address) -> None:
                                  "admin"]))
 @click.option("--customer", "contract", default="", help="Contract number (customer role).")
 @click.option("--language", type=click.Choice(["zh_CN", "en"]), default=None)
+@click.option("--customer-admin", is_flag=True,
+              help="The customer's administrator: invites and manages colleagues.")
 @with_appcontext
-def create_user_command(email, role, contract, language) -> None:
+def create_user_command(email, role, contract, language, customer_admin) -> None:
     """Create a user. The password is read from standard input when one is piped in;
     otherwise a generated one is printed."""
     from rma.services.catalog import customer_by_contract
@@ -126,7 +128,8 @@ def create_user_command(email, role, contract, language) -> None:
         password, generated = generate_password(), True
     try:
         customer = customer_by_contract(contract) if contract else None
-        user = create_user(Actor.cli("create-user"), email, role, password, customer, language)
+        user = create_user(Actor.cli("create-user"), email, role, password, customer, language,
+                           is_customer_admin=customer_admin)
     except ServiceError as error:
         _fail(error)
     click.echo(f"created {user.role} user {user.email}")

@@ -10,9 +10,19 @@ from sqlalchemy import func, insert, select
 
 from rma import clock
 from rma.extensions import db
-from rma.models import Customer, ProductModel, Unit, UnitStatus, User
+from rma.models import (
+    Customer,
+    ProductModel,
+    RegistrationApplication,
+    Rma,
+    Unit,
+    UnitStatus,
+    User,
+)
 from rma.services.audit import Actor, record
 from rma.services.catalog import create_customer, create_product_model
+from rma.services.registration import submit_application
+from rma.services.rmas import ContactInput, ItemInput, open_rma
 from rma.services.users import create_user
 
 MODELS = [
@@ -62,11 +72,43 @@ def load_demo(echo: Callable[[str], None] = print) -> list[tuple[str, str, str]]
     for email, role, customer_index, password, language in USERS:
         if db.session.scalar(select(User.id).where(User.email == email)) is None:
             customer = customers[customer_index] if customer_index is not None else None
-            create_user(actor, email, role, password, customer, language)
+            create_user(actor, email, role, password, customer, language,
+                        is_customer_admin=role == "customer")
     if not db.session.scalar(select(func.count(Unit.id))):
         count = _load_units(actor, models, customers)
         echo(f"added {count} demo units")
+    if not db.session.scalar(select(func.count(Rma.id))):
+        rma = _demo_rma(customers[0])
+        echo(f"opened demo {rma.number} for {customers[0].name}")
+    if not db.session.scalar(select(func.count(RegistrationApplication.id))):
+        submit_application(
+            "西南示范证券有限公司", "四川省成都市高新区天府大道 100 号", "王芳",
+            "wang.fang@demo.example", "+86 28 8000 1000", holdings="TK3: TK3-SW000001",
+            accepted_on=None, language="zh_CN",
+        )
+        echo("added a pending registration application for staff to review")
     return [(email, password, role) for email, role, _, password, _ in USERS]
+
+
+def _demo_rma(customer: Customer) -> Rma:
+    """One RMA so the portal and the staff pages have something to show: a token in
+    warranty and one out of warranty, submitted by the customer's demo user."""
+    user = db.session.scalar(select(User).where(User.email == USERS[-2][0]))
+    today = clock.today()
+    units = db.session.scalars(
+        select(Unit).where(Unit.customer_id == customer.id, Unit.serial.like("TK3-%"))
+        .order_by(Unit.shipped_on)
+    ).all()
+    old = next(u for u in units if u.shipped_on < today - timedelta(days=4 * 365))
+    new = next(u for u in reversed(units) if u.shipped_on > today - timedelta(days=365))
+    return open_rma(
+        Actor(user=user), customer.id,
+        ContactInput("张伟", "+86 21 6000 0000", user.email),
+        customer.address or customer.name,
+        [ItemInput(new.serial, "屏幕不显示，按键无反应。", "no_display"),
+         ItemInput(old.serial, "动态口令总是验证失败。", "wrong_codes")],
+        language="zh_CN",
+    )
 
 
 def _load_units(actor: Actor, models: dict, customers: list[Customer]) -> int:

@@ -75,14 +75,19 @@ def create_user(
     password: str,
     customer: Customer | None = None,
     language: str | None = None,
+    is_customer_admin: bool = False,
 ) -> User:
-    """Create a user. A customer user belongs to exactly one customer; staff to none."""
+    """Create a user. A customer user belongs to exactly one customer; staff to none.
+    ``is_customer_admin`` (customer users only) lets the user invite colleagues."""
     address = normalize_email(email)
     role_value = _role(role)
     if role_value == Role.CUSTOMER and customer is None:
         raise ValidationError("a customer user needs a customer contract", "customer")
     if role_value != Role.CUSTOMER and customer is not None:
         raise ValidationError(f"a {role_value} user cannot belong to a customer", "customer")
+    if is_customer_admin and role_value != Role.CUSTOMER:
+        raise ValidationError("only a customer user can be its organisation's admin",
+                              "is_customer_admin")
     check_password_rules(password)
     if db.session.scalar(select(User.id).where(User.email == address)):
         raise ConflictError(f"a user with e-mail {address} already exists", "email")
@@ -92,6 +97,7 @@ def create_user(
         customer_id=customer.id if customer is not None else None,
         language=_language(language, role_value),
         password_hash=hash_password(password),
+        is_customer_admin=bool(is_customer_admin),
     )
     try:
         db.session.add(user)

@@ -67,6 +67,21 @@ def test_create_user_reads_password_from_stdin(runner):
         assert user.email == "ops@example.com" and user.customer_id is not None
         assert user.password_hash != "a-long-password-1"
         assert user.password_hash.startswith("pbkdf2:")
+        assert not user.is_customer_admin
+
+
+def test_create_user_as_customer_admin(runner):
+    runner.invoke(args=["add-customer", "Acme", "--accepted-on", "2026-01-01"])
+    result = runner.invoke(args=["create-user", "boss@example.com", "--role", "customer",
+                                 "--customer", "SC-2026-00001", "--customer-admin"],
+                           input="a-long-password-1\n")
+    assert result.exit_code == 0, result.output
+    staff = runner.invoke(args=["create-user", "ops@example.com", "--role", "support",
+                                "--customer-admin"], input="a-long-password-1\n")
+    assert staff.exit_code == 1 and "is_customer_admin" in staff.output
+    with runner.app.app_context():
+        assert db.session.scalars(select(User.email).where(User.is_customer_admin)).all() == [
+            "boss@example.com"]
 
 
 def test_create_user_generates_password_when_none_given(runner):
@@ -144,22 +159,29 @@ def test_rma_help_lists_every_command(runner):
 
 
 def test_demo_data_is_idempotent_and_prints_logins(runner):
+    from sqlalchemy import func
+
+    from rma.models import OutboxMessage, RegistrationApplication, Rma, RmaItem, Unit
+
+    tables = (Unit, User, Rma, RmaItem, RegistrationApplication, OutboxMessage)
     first = runner.invoke(args=["demo-data"])
     assert first.exit_code == 0, first.output
     assert "admin@demo.example" in first.output and "demo-admin-2026" in first.output
     with runner.app.app_context():
-        from sqlalchemy import func
-
-        from rma.models import Unit
-
-        counts = (db.session.scalar(select(func.count(Unit.id))),
-                  db.session.scalar(select(func.count(User.id))))
+        counts = tuple(db.session.scalar(select(func.count(t.id))) for t in tables)
+        rma = db.session.scalar(select(Rma))
+        coverage = sorted(item.in_warranty_on_submit for item in rma.items)
+        admins = db.session.scalars(select(User.email).where(User.is_customer_admin)).all()
     second = runner.invoke(args=["demo-data"])
     assert second.exit_code == 0
     with runner.app.app_context():
-        assert counts == (db.session.scalar(select(func.count(Unit.id))),
-                          db.session.scalar(select(func.count(User.id))))
-    assert counts[0] > 3000 and counts[1] == 7
+        assert counts == tuple(db.session.scalar(select(func.count(t.id))) for t in tables)
+    units, users, rmas, items, applications, mails = counts
+    assert units > 3000 and users == 7
+    # A demo RMA with one token in warranty and one out, its e-mail, and an application.
+    assert (rmas, items, applications) == (1, 2, 1) and mails == 2
+    assert coverage == [False, True]
+    assert sorted(admins) == ["customer2@demo.example", "customer@demo.example"]
     client = runner.app.test_client()
     for line in first.output.splitlines():
         if "@demo.example" in line:
