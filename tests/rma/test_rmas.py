@@ -614,7 +614,7 @@ def test_R_R4_timeline_in_plain_words(app, world):
 def test_R_R2_label_data_and_pdf(app, world):
     from rma.services.rmas import ItemInput, get_rma, label_data, render_rma_label
 
-    with app.test_request_context():
+    with app.test_request_context(headers={"Accept-Language": EN}):
         number = submit([ItemInput("TK3-A0001", "Cracked case\nsecond line", "physical_damage"),
                          ItemInput("TK3-A0002", "Codes drift\nmore")]).number
         rma = get_rma(user("alice@a.example"), number)
