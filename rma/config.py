@@ -37,6 +37,8 @@ DEFAULTS: dict = {
     # Links in e-mails point here.
     "PUBLIC_URL": "http://127.0.0.1:8000",
     "INVITATION_DAYS": 7,
+    # Who gets the at-risk e-mails of the 72-hour clock; empty: every active warehouse user.
+    "WAREHOUSE_LEAD_EMAIL": "",
     # E-mail: "console" prints messages (the default of `make run`), "smtp" sends them.
     "MAIL_BACKEND": "console",
     "MAIL_FROM": "rma@example.com",

@@ -26,7 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, backref, mapped_column, relationship
 
 from rma import clock
 from rma.extensions import db
@@ -83,6 +83,13 @@ class ProductModel(db.Model):
     warranty_basis: Mapped[Basis] = mapped_column(_enum(Basis, "warranty_basis"))
     replacement_price: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0.00"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    # Models the admin allows to ship as a replacement for this one (issue 4).
+    successors: Mapped[list[ProductModel]] = relationship(
+        secondary="model_successors",
+        primaryjoin="ProductModel.id == model_successors.c.model_id",
+        secondaryjoin="ProductModel.id == model_successors.c.successor_id",
+        order_by="ProductModel.code",
+    )
 
     __table_args__ = (
         CheckConstraint("life_months >= 1 AND life_months <= 240", name="life_months_range"),
@@ -483,6 +490,27 @@ class RmaItem(db.Model):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # R-R3: 72 h target
     status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    # -- triage, receiving, inspection, release, the 72-hour clock (issue 4) -------------
+    remote_confirmation: Mapped[bool] = mapped_column(default=False)  # D-1 advance
+    cause_notes: Mapped[str] = mapped_column(Text, default="")
+    computed_decision: Mapped[str | None] = mapped_column(String(20))  # before any override
+    decision_reason: Mapped[str] = mapped_column(Text, default="")  # the rule, in words
+    override_reason: Mapped[str | None] = mapped_column(Text)  # D-6
+    overridden_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    overridden_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    unit_received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    unit_received_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    unit_due_back_on: Mapped[date | None] = mapped_column(Date)  # D-2: advance replacement
+    unit_overdue_flagged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # D-3
+    released_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    release_note: Mapped[str] = mapped_column(Text, default="")
+    clock_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # R-R3 start
+    at_risk_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rejected_reason: Mapped[str | None] = mapped_column(Text)
+    breach_reason: Mapped[str | None] = mapped_column(Text)  # why the 72 h target was missed
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     rma: Mapped[Rma] = relationship(back_populates="items")
     unit: Mapped[Unit] = relationship(foreign_keys=[unit_id])
@@ -507,6 +535,71 @@ class RmaItem(db.Model):
             "decision": self.decision,
             "due_at": self.due_at.isoformat() if self.due_at else None,
         }
+
+
+class Shipment(db.Model):
+    """What went back to the customer for an item: a replacement from spare stock, or
+    (no fault found) the customer's own unit; delivery stops the 72-hour clock (R-R3)."""
+
+    __tablename__ = "shipments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("rma_items.id"), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # "replacement" | "return"
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), index=True)
+    carrier: Mapped[str] = mapped_column(String(100))
+    tracking_number: Mapped[str] = mapped_column(String(100))
+    shipped_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    shipped_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_by: Mapped[str | None] = mapped_column(String(200))  # who signed
+    delivery_recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivery_recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    item: Mapped[RmaItem] = relationship(backref=backref("shipment", uselist=False))
+    unit: Mapped[Unit] = relationship()
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('replacement', 'return')", name="kind_known"),
+    )
+
+    def as_audit(self) -> dict[str, Any]:
+        return {
+            "item_id": self.item_id,
+            "kind": self.kind,
+            "unit_id": self.unit_id,
+            "carrier": self.carrier,
+            "tracking_number": self.tracking_number,
+            "shipped_at": self.shipped_at.isoformat() if self.shipped_at else None,
+            "delivered_at": self.delivered_at.isoformat() if self.delivered_at else None,
+            "received_by": self.received_by,
+        }
+
+
+class ScanEvent(db.Model):
+    """Every scan at a warehouse station, with what it did: received a unit, opened an
+    RMA, or a loud warning (unexpected unit, second scan, unknown code)."""
+
+    __tablename__ = "scan_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    station: Mapped[str] = mapped_column(String(64), default="")
+    code: Mapped[str] = mapped_column(String(100))  # as scanned
+    serial: Mapped[str | None] = mapped_column(String(32), index=True)
+    rma_id: Mapped[int | None] = mapped_column(ForeignKey("rmas.id"), index=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("rma_items.id"))
+    outcome: Mapped[str] = mapped_column(String(20))
+
+    user: Mapped[User | None] = relationship()
+
+
+model_successors = db.Table(
+    "model_successors",
+    db.Column("model_id", ForeignKey("product_models.id"), primary_key=True),
+    db.Column("successor_id", ForeignKey("product_models.id"), primary_key=True),
+)
 
 
 class RmaPhoto(db.Model):
