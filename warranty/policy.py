@@ -55,6 +55,7 @@ _POSITIVE_INTS = (
     "contract_term_months",
     "paid_support_renewal_months",
     "replacement_target_hours",
+    "replacement_at_risk_hours",
     "replacement_min_days",
     "advance_return_days",
     "contact_target_minutes",
@@ -89,6 +90,7 @@ class Policy:
     paid_support_renewal_months: int = 12  # R-C3
     onsite_change_visits_per_year: int = 1  # R-C4
     replacement_target_hours: int = 72  # R-R3
+    replacement_at_risk_hours: int = 24  # R-R3: "at risk" when fewer hours are left
     replacement_policy: str = "inherit_min_days"  # SPEC "Warranty": replacement units
     replacement_min_days: int = 90  # SPEC "Warranty": inherit_min_days
     advance_return_days: int = 14  # D-2
