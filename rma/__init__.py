@@ -62,7 +62,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     templating.init_app(app)
     login_manager.init_app(app)
 
-    from rma.views import accounts, admin, api, auth, labels, portal, public
+    from rma.views import accounts, admin, api, api_warehouse, auth, labels, portal, public
+    from rma.views import warehouse as warehouse_pages
 
     app.register_blueprint(public.bp)
     app.register_blueprint(auth.bp)
@@ -71,7 +72,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(accounts.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(labels.bp)
+    app.register_blueprint(api_warehouse.bp)
+    app.register_blueprint(warehouse_pages.bp)
     csrf.exempt(api.bp)
+    csrf.exempt(api_warehouse.bp)
     errors.init_app(app)
 
     from rma import cli

@@ -19,7 +19,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from rma.services import ServiceError
+from rma.services import ServiceError, replacement_jobs
 from rma.services.audit import Actor
 
 
@@ -281,7 +281,12 @@ def _check_mail(app: Flask) -> None:
 
 
 # Later issues append their jobs here (escalations, reports ...); they run in this order.
-TICK_JOBS: list[TickJob] = [TickJob("mail", _mail_job, _check_mail)]
+# Jobs that queue e-mail run before "mail", so their messages go out in the same tick.
+TICK_JOBS: list[TickJob] = [
+    TickJob("at-risk", replacement_jobs.at_risk_job, replacement_jobs.check_settings),
+    TickJob("unit-overdue", replacement_jobs.unit_overdue_job),
+    TickJob("mail", _mail_job, _check_mail),
+]
 
 
 def _check_jobs(app: Flask) -> None:

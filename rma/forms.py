@@ -12,12 +12,14 @@ from wtforms import (
     IntegerField,
     PasswordField,
     SelectField,
+    SelectMultipleField,
     StringField,
     SubmitField,
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice as C
 from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
 
 KINDS = [C("hardware", _l("Hardware")), C("software", _l("Software")),
          C("appliance", _l("Appliance"))]
@@ -54,6 +56,18 @@ class ProductModelForm(FlaskForm):
     replacement_price = DecimalField(_l("Replacement price (CNY)"), places=2,
                                      validators=[Optional(), NumberRange(min=0)])
     submit = SubmitField(_l("Save"))
+
+
+class SuccessorsForm(FlaskForm):
+    """The models allowed to ship as a replacement for a model (issue 4). The view sets
+    ``successors.choices`` to the other models; the service checks the ids."""
+
+    successors = SelectMultipleField(
+        _l("Allowed replacement models"), coerce=int, validate_choice=False,
+        widget=ListWidget(prefix_label=False), option_widget=CheckboxInput(),
+        description=_l("A spare of this model, or of a model ticked here, may ship as its "
+                       "replacement."))
+    submit_successors = SubmitField(_l("Save replacement models"))
 
 
 class CustomerForm(FlaskForm):

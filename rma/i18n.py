@@ -16,8 +16,10 @@ def select_locale() -> str:
     """Explicit choice in this session, then the user's preference, then the browser's
     Accept-Language; Chinese when nothing says otherwise."""
     languages = current_app.config["LANGUAGES"]
-    if not has_request_context():  # CLI, tick jobs: messages default to the app's language
-        return current_app.config["BABEL_DEFAULT_LOCALE"]
+    if not has_request_context():
+        # The CLI speaks English; e-mails and documents choose their reader's language
+        # explicitly (force_locale), so nothing for a customer depends on this.
+        return "en"
     chosen = session.get("lang")
     if chosen in languages:
         return chosen

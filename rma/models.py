@@ -221,7 +221,9 @@ class Unit(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, onupdate=clock.now)
 
-    model: Mapped[ProductModel] = relationship(lazy="joined", innerjoin=True)
+    # "unnested": an outer join to units (an RMA item's unit) must not wrap units JOIN
+    # product_models in a subquery SQLite cannot flatten (bench/scan.py found it).
+    model: Mapped[ProductModel] = relationship(lazy="joined", innerjoin="unnested")
     customer: Mapped[Customer | None] = relationship()
     replaces: Mapped[Unit | None] = relationship(remote_side="Unit.id")
 
@@ -593,6 +595,9 @@ class ScanEvent(db.Model):
     outcome: Mapped[str] = mapped_column(String(20))
 
     user: Mapped[User | None] = relationship()
+
+    # The scan station's "my last scans": WHERE user_id = ? ORDER BY id DESC LIMIT n.
+    __table_args__ = (Index("ix_scan_events_user_id_id", "user_id", "id"),)
 
 
 model_successors = db.Table(

@@ -344,6 +344,276 @@ def _problem_response(description: str) -> dict:
             "content": {"application/problem+json": {"schema": schema}}}
 
 
+# -- issue 4: the staff warehouse API (rma/views/api_warehouse.py) -----------------------
+CAUSES = ["quality_defect", "misuse_drop", "misuse_heat", "misuse_water", "misuse_physical",
+          "misuse_other", "no_fault_found"]
+CLOCK_STATES = ["on_track", "at_risk", "breached", "met", "missed"]
+_DATE_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+SHIPMENT = {
+    "type": "object",
+    "required": ["kind", "serial", "product_model", "carrier", "tracking_number",
+                 "shipped_at", "delivered_at", "received_by"],
+    "properties": {
+        "kind": {"type": "string", "enum": ["replacement", "return"],
+                 "description": "return: no fault found, the customer's own unit (D-4)"},
+        "serial": {"type": "string", "description": "The unit in the parcel"},
+        "product_model": {"type": "string"},
+        "carrier": {"type": "string"},
+        "tracking_number": {"type": "string"},
+        "shipped_at": {"type": "string", "format": "date-time"},
+        "delivered_at": _DATE_TIME,
+        "received_by": {"type": ["string", "null"], "description": "Who signed"},
+    },
+}
+
+# The issue-4 fields of an item, also in GET /api/v1/rmas/{number} (no staff notes there).
+ITEM_CLOCK_PROPERTIES = {
+    "decision_rule": {"type": ["string", "null"], "examples": ["R-W3"],
+                      "description": "The rule of the computed decision: R-W3, R-W4, R-W5 "
+                                     "or D-4"},
+    "decision_reason": {"type": ["string", "null"], "description": "That rule in words"},
+    "overridden": {"type": "boolean", "description": "A manager overrode it (D-6)"},
+    "remote_confirmation": {"type": "boolean",
+                            "description": "Confirmed remotely: advance replacement (D-1)"},
+    "clock_started_at": _DATE_TIME,
+    "clock_state": {"type": ["string", "null"], "enum": [*CLOCK_STATES, None],
+                    "description": "The 72-hour clock (R-R3); null when none runs"},
+    "hours_left": {"type": ["number", "null"], "description": "Negative once breached"},
+    "unit_received_at": _DATE_TIME,
+    "unit_due_back_on": {"type": ["string", "null"], "format": "date",
+                         "description": "Advance replacement: the faulty unit is due back "
+                                        "by then (D-2)"},
+    "unit_overdue": {"type": "boolean"},
+    "released_at": _DATE_TIME,
+    "rejected_reason": {"type": ["string", "null"]},
+    "closed_at": _DATE_TIME,
+    "shipments": {"type": "array", "items": {"$ref": "#/components/schemas/Shipment"}},
+}
+RMA["properties"]["items"]["items"]["properties"].update(ITEM_CLOCK_PROPERTIES)
+
+WAREHOUSE_ITEM = {
+    "type": "object",
+    "description": "An item after a staff action, with the staff-internal notes",
+    "properties": {
+        "rma": _NUMBER,
+        "line": {"type": "integer"},
+        "serial": {"type": "string"},
+        "status": {"type": "string", "enum": ITEM_STATUSES},
+        "cause": {"type": ["string", "null"], "enum": [*CAUSES, None]},
+        "cause_notes": {"type": "string"},
+        "decision": {"type": ["string", "null"], "enum": ["free", "paid", "return_unit", None]},
+        "computed_decision": {"type": ["string", "null"]},
+        "confirmed_at": _DATE_TIME,
+        "due_at": {**_DATE_TIME, "description": "Replacement on site by (R-R3)"},
+        **ITEM_CLOCK_PROPERTIES,
+        "override_reason": {"type": ["string", "null"]},
+        "overridden_at": _DATE_TIME,
+        "release_note": {"type": "string"},
+        "breach_reason": {"type": ["string", "null"]},
+        "url": {"type": "string", "format": "uri"},
+    },
+}
+
+SCAN_ANSWER = {
+    "type": "object",
+    "required": ["outcome", "rma", "serial"],
+    "properties": {
+        "outcome": {"type": "string", "enum": ["received", "already_received", "unexpected",
+                                               "refused", "malformed"]},
+        "message": {"type": "string", "description": "In a problem document: `detail`"},
+        "rma": _NUMBER,
+        "serial": {"type": ["string", "null"]},
+        "line": {"type": ["integer", "null"]},
+        "item_status": {"type": ["string", "null"]},
+        "unit_received_at": _DATE_TIME,
+    },
+}
+
+REPLACEMENT = {
+    "type": "object",
+    "properties": {
+        "rma": _NUMBER, "line": {"type": "integer"}, "serial": {"type": "string"},
+        "product_model": {"type": "string"}, "customer": _CUSTOMER,
+        "status": {"type": "string", "enum": ["confirmed", "released", "shipped"]},
+        "decision": {"type": "string"}, "remote_confirmation": {"type": "boolean"},
+        "clock_started_at": {"type": "string", "format": "date-time"},
+        "due_at": {"type": "string", "format": "date-time"},
+        "clock_state": {"type": "string", "enum": ["on_track", "at_risk", "breached"]},
+        "hours_left": {"type": "number"},
+        "url": {"type": "string", "format": "uri"},
+    },
+}
+
+REPLACEMENT_PAGE = {
+    "type": "object",
+    "required": ["items", "page", "per_page", "total", "pages"],
+    "properties": {
+        "items": {"type": "array", "items": {"$ref": "#/components/schemas/Replacement"}},
+        "page": {"type": "integer"}, "per_page": {"type": "integer", "maximum": 100},
+        "total": {"type": "integer"}, "pages": {"type": "integer"},
+        "now": {"type": "string", "format": "date-time"},
+    },
+}
+
+REPLACEMENT_REPORT = {
+    "type": "object",
+    "properties": {
+        "since": {"type": "string", "format": "date-time"},
+        "months": {"type": "array", "items": {"type": "object", "properties": {
+            "month": {"type": "string", "examples": ["2026-11"],
+                      "description": "China month the clocks started in"},
+            "started": {"type": "integer"}, "delivered": {"type": "integer"},
+            "within_target": {"type": "integer"},
+            "share_within": {"type": ["number", "null"]},
+            "median_hours": {"type": ["number", "null"]},
+            "p90_hours": {"type": ["number", "null"], "description": "Nearest rank"},
+            "breached": {"type": "integer"}}}},
+        "breaches": {"type": "array", "items": {"type": "object", "properties": {
+            "rma": _NUMBER, "serial": {"type": "string"}, "customer": {"type": "string"},
+            "due_at": {"type": "string", "format": "date-time"},
+            "delivered": {"type": "boolean"}, "hours_late": {"type": "number"},
+            "reason": {"type": "string"}}}},
+    },
+}
+
+WAREHOUSE_SCHEMAS = {
+    "Shipment": SHIPMENT, "WarehouseItem": WAREHOUSE_ITEM, "ScanAnswer": SCAN_ANSWER,
+    "Replacement": REPLACEMENT, "ReplacementPage": REPLACEMENT_PAGE,
+    "ReplacementReport": REPLACEMENT_REPORT,
+}
+
+_FORBIDDEN = "A customer's token, or a staff role that may not do this"
+_ACTIONS = {
+    # action: (summary, request properties, required, 200 schema, extra responses)
+    "confirm": ("Confirm the fault: remotely (support, D-1; the replacement may ship before "
+                "the unit is back) or on inspection of the received unit. The decision comes "
+                "from the cause and the coverage at the report date (R-W3..R-W5, D-4); "
+                "`due_at` where the 72-hour clock runs (R-R3)",
+                {"cause": {"type": "string", "enum": CAUSES},
+                 "notes": {"type": "string", "maxLength": 2000,
+                           "description": "Staff-internal"},
+                 "remote": {"type": "boolean", "default": False}}, ["cause"], "WarehouseItem"),
+    "request-unit": ("Ask the customer to send the unit back (D-1)",
+                     {"notes": {"type": "string", "maxLength": 2000}}, [], "WarehouseItem"),
+    "reject": ("Reject the item; the customer reads the reason",
+               {"reason": {"type": "string", "maxLength": 2000}}, ["reason"], "WarehouseItem"),
+    "cancel": ("Cancel the item (e.g. the paid quote was declined)",
+               {"reason": {"type": "string", "maxLength": 2000}}, ["reason"], "WarehouseItem"),
+    "override": ("A manager overrides the decision free <-> paid, with a reason (D-6)",
+                 {"decision": {"type": "string", "enum": ["free", "paid"]},
+                  "reason": {"type": "string", "maxLength": 2000}}, ["decision", "reason"],
+                 "WarehouseItem"),
+    "release": ("Finance releases a paid replacement; its 72-hour clock starts (D-3)",
+                {"note": {"type": "string", "maxLength": 2000}}, [], "WarehouseItem"),
+    "ship": ("Ship a spare in stock of the same model or an allowed successor (for no fault "
+             "found: the customer's own unit, `replacement_serial` may be left out). 409 when "
+             "the spare was just shipped elsewhere, or a paid item is not released (D-3)",
+             {"replacement_serial": {"type": "string"},
+              "carrier": {"type": "string", "maxLength": 100},
+              "tracking_number": {"type": "string", "maxLength": 100}},
+             ["carrier", "tracking_number"], None),
+    "deliver": ("Record the delivery on site: the 72-hour clock stops (R-R3)",
+                {"delivered_at": {"type": "string", "format": "date-time",
+                                  "description": "With its offset; not in the future, not "
+                                                 "before the shipment"},
+                 "received_by": {"type": "string", "maxLength": 200},
+                 "late_reason": {"type": "string", "maxLength": 2000,
+                                 "description": "Kept as the breach's reason when late"}},
+                ["delivered_at", "received_by"], None),
+}
+
+
+def _action_answer(action: str, schema: str | None) -> dict:
+    if schema is not None:
+        return _json(schema, "The item after the action")
+    if action == "ship":
+        body = {"type": "object", "properties": {
+            "shipment": {"$ref": "#/components/schemas/Shipment"},
+            "item": {"$ref": "#/components/schemas/WarehouseItem"}}}
+    else:
+        body = {"type": "object", "required": ["within_target", "hours"], "properties": {
+            "within_target": {"type": ["boolean", "null"],
+                              "description": "null when no clock ran (no fault found)"},
+            "hours": {"type": ["number", "null"], "examples": [41.5],
+                      "description": "From the clock's start to the delivery"},
+            "closed": {"type": "boolean"},
+            "item": {"$ref": "#/components/schemas/WarehouseItem"}}}
+    return {"description": "Done", "content": {"application/json": {"schema": body}}}
+
+
+def _warehouse_paths() -> dict:
+    number = {"name": "number", "in": "path", "required": True, "schema": _NUMBER}
+    serial = {"name": "serial", "in": "path", "required": True, "schema": {"type": "string"}}
+    common = {
+        "401": _UNAUTHORIZED,
+        "403": _problem_response(_FORBIDDEN),
+        "404": _problem_response("No such RMA or item"),
+        "409": _problem_response("The item's state does not allow it: `state` and `action` "
+                                 "say which"),
+        "422": _validation_response("A field is not valid; nothing was changed"),
+    }
+    paths = {
+        "/api/v1/rmas/{number}/receive": {"post": {
+            "operationId": "receiveUnit",
+            "summary": "Receive a unit of this RMA by its serial (the scan station's check-off)",
+            "description": "200 for received and already received (nothing changes then); "
+                           "409 for a unit not on this RMA, recorded as unexpected, or an "
+                           "item that cannot be received; 422 for a malformed serial (D-8).",
+            "security": _BEARER, "parameters": [number],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["serial"],
+                "properties": {"serial": {"type": "string"}}}}}},
+            "responses": {"200": _json("ScanAnswer", "Received, or already received"),
+                          **common, "400": _problem_response("The body is not JSON")},
+        }},
+    }
+    for action, (summary, properties, required, schema) in _ACTIONS.items():
+        operation_id = "".join(part.capitalize() for part in action.split("-"))
+        paths[f"/api/v1/rmas/{{number}}/items/{{serial}}/{action}"] = {"post": {
+            "operationId": f"item{operation_id}",
+            "summary": summary,
+            "security": _BEARER,
+            "parameters": [number, serial],
+            "requestBody": {"required": bool(required), "content": {"application/json": {
+                "schema": {"type": "object", "required": required,
+                           "properties": properties}}}},
+            "responses": {"200": _action_answer(action, schema), **common,
+                          "400": _problem_response("The body is not JSON")},
+        }}
+    paths["/api/v1/replacements"] = {"get": {
+        "operationId": "listReplacements",
+        "summary": "Open replacements whose 72-hour clock runs, least time left first (R-R3)",
+        "security": _BEARER,
+        "parameters": [
+            {"name": "state", "in": "query",
+             "schema": {"type": "string", "enum": ["on_track", "at_risk", "breached"]}},
+            {"name": "customer", "in": "query", "description": "A contract number",
+             "schema": {"type": "string"}},
+            {"name": "status", "in": "query",
+             "schema": {"type": "string", "enum": ["confirmed", "released", "shipped"]}},
+            {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+            {"name": "per_page", "in": "query",
+             "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}},
+        ],
+        "responses": {"200": _json("ReplacementPage", "One page"), "401": _UNAUTHORIZED,
+                      "403": _problem_response(_FORBIDDEN),
+                      "422": _validation_response("A query parameter is not valid")},
+    }}
+    paths["/api/v1/replacements/report"] = {"get": {
+        "operationId": "replacementReport",
+        "summary": "Monthly figures of the 72-hour target and every breach with its reason",
+        "security": _BEARER,
+        "parameters": [{"name": "months", "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 120,
+                                   "default": 12}}],
+        "responses": {"200": _json("ReplacementReport", "The figures"), "401": _UNAUTHORIZED,
+                      "403": _problem_response(_FORBIDDEN),
+                      "422": _validation_response("months is not valid")},
+    }}
+    return paths
+
+
 def spec() -> dict:
     return {
         "openapi": "3.1.0",
@@ -370,6 +640,7 @@ def spec() -> dict:
                 }
             },
             **_rma_paths(),
+            **_warehouse_paths(),
             "/api/v1/openapi.json": {
                 "get": {
                     "operationId": "getOpenApi",
@@ -385,7 +656,7 @@ def spec() -> dict:
                 "Problem": PROBLEM, "Warranty": WARRANTY, "Error": ERROR,
                 "ValidationProblem": VALIDATION_PROBLEM, "Coverage": COVERAGE,
                 "RmaRequest": RMA_REQUEST, "RmaCreated": RMA_CREATED, "Rma": RMA,
-                "RmaSummary": RMA_SUMMARY, "RmaPage": RMA_PAGE,
+                "RmaSummary": RMA_SUMMARY, "RmaPage": RMA_PAGE, **WAREHOUSE_SCHEMAS,
             },
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer",

@@ -45,6 +45,7 @@ def upgrade():
     with op.batch_alter_table('scan_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_scan_events_rma_id'), ['rma_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_scan_events_serial'), ['serial'], unique=False)
+        batch_op.create_index('ix_scan_events_user_id_id', ['user_id', 'id'], unique=False)
 
     op.create_table('shipments',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -132,6 +133,7 @@ def downgrade():
 
     op.drop_table('shipments')
     with op.batch_alter_table('scan_events', schema=None) as batch_op:
+        batch_op.drop_index('ix_scan_events_user_id_id')
         batch_op.drop_index(batch_op.f('ix_scan_events_serial'))
         batch_op.drop_index(batch_op.f('ix_scan_events_rma_id'))
 

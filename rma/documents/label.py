@@ -498,3 +498,13 @@ def _thermal_rows_that_fit(heights: list[float], room: float) -> int:
 
 
 _LAYOUTS = {"a4": (A4, _draw_a4), "thermal": (THERMAL, _draw_thermal)}
+
+
+# Shared with the other A4 documents (rma.documents.packing_slip): one font set-up and
+# one way to wrap, caption and size text on every document.
+register_fonts = _register_fonts
+code_font = _code_font
+fitted_size = _fitted_size
+caption = _caption
+draw_lines = _lines
+barcode_width = _bars

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
+from flask_babel import gettext as _
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from rma import clock
 from rma.extensions import db
@@ -129,6 +132,67 @@ def update_product_model(actor: Actor, model_id: int, **fields) -> ProductModel:
         db.session.rollback()
         raise
     return model
+
+
+def set_successors(actor: Actor, model_id: int, successor_ids: Iterable[int | str]
+                   ) -> ProductModel:
+    """Set the models that may ship as a replacement for ``model_id`` (issue 4: a spare
+    must be of the same model or a successor the admin allowed). Replaces the whole
+    list; an empty list allows the same model only. Audited with the model codes before
+    and after when the list changes.
+
+    Raises ``NotFoundError`` for an unknown ``model_id`` and ``ValidationError`` (field
+    ``successors``) for the model itself, an id that is not a whole number or an id of
+    no model; nothing is changed then. ``ConflictError`` when another change of the same
+    list was committed at the same moment (try again)."""
+    model = db.session.get(ProductModel, model_id)
+    if model is None:
+        raise NotFoundError(_("No such product model."))
+    try:
+        wanted = _model_ids(successor_ids)
+        if model.id in wanted:
+            raise ValidationError(
+                _("%(code)s cannot be its own replacement model: the same model is always "
+                  "allowed.", code=model.code), "successors")
+        found = db.session.scalars(
+            select(ProductModel).where(ProductModel.id.in_(wanted)).order_by(ProductModel.code)
+        ).all() if wanted else []
+        unknown = sorted(wanted - {m.id for m in found})
+        if unknown:
+            raise ValidationError(
+                _("No product model has the id %(ids)s.", ids=", ".join(map(str, unknown))),
+                "successors")
+        before = [m.code for m in model.successors]
+        after = [m.code for m in found]
+        if after != before:
+            model.successors = list(found)
+            record(actor, "product_model.successors_set", "product_model", model.code,
+                   {"successors": before}, {"successors": after})
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise ConflictError(
+            _("The replacement models of %(code)s were changed at the same moment by "
+              "someone else: reload the page and try again.", code=model.code),
+            "successors") from None
+    except Exception:
+        db.session.rollback()
+        raise
+    return model
+
+
+def _model_ids(raw: Iterable[int | str]) -> set[int]:
+    ids = set()
+    for value in raw or ():
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            ids.add(int(str(value).strip()))
+        except (TypeError, ValueError):
+            raise ValidationError(
+                _("%(value)s is not a product model id.", value=repr(value)), "successors"
+            ) from None
+    return ids
 
 
 def parse_date(raw, field: str) -> date | None:

@@ -7,7 +7,7 @@ from flask_babel import gettext as _
 from sqlalchemy import func, or_, select
 
 from rma.extensions import db
-from rma.forms import CustomerForm, ProductModelForm, UserForm
+from rma.forms import CustomerForm, ProductModelForm, SuccessorsForm, UserForm
 from rma.models import AuditEvent, Customer, ProductModel, Role, Unit, User
 from rma.services import ServiceError
 from rma.services.audit import Actor
@@ -15,6 +15,7 @@ from rma.services.catalog import (
     create_customer,
     create_product_model,
     customer_by_contract,
+    set_successors,
     update_customer,
     update_product_model,
 )
@@ -101,7 +102,40 @@ def model_edit(model_id: int):
         else:
             flash(_("Product model %(code)s saved.", code=model.code), "success")
             return redirect(url_for("admin.models"))
-    return render_template("admin/model_form.html", form=form, model=model)
+    return render_template("admin/model_form.html", form=form, model=model,
+                           successors_form=_successors_form(model, formdata=None))
+
+
+def _successors_form(model: ProductModel, **kwargs) -> SuccessorsForm:
+    """The replacement-model checkboxes: every other model; ticked as stored unless
+    ``formdata`` (default: the posted form) says otherwise."""
+    others = db.session.scalars(
+        select(ProductModel).where(ProductModel.id != model.id).order_by(ProductModel.code)
+    ).all()
+    form = SuccessorsForm(data={"successors": [m.id for m in model.successors]}, **kwargs)
+    form.successors.choices = [(m.id, f"{m.code} \u2013 {m.name}") for m in others]
+    return form
+
+
+@bp.post("/models/<int:model_id>/successors")
+def model_successors(model_id: int):
+    model = db.session.get(ProductModel, model_id) or abort(404)
+    # Explicit formdata: with every box unticked the post may carry no field at all, and
+    # Flask-WTF would then fall back to the stored list.
+    form = _successors_form(model, formdata=request.form)
+    if form.validate_on_submit():
+        try:
+            set_successors(Actor.current(), model.id, form.successors.data or [])
+        except ServiceError as error:
+            form_errors(form, error)
+        else:
+            flash(_("Replacement models of %(code)s saved.", code=model.code), "success")
+            return redirect(url_for("admin.model_edit", model_id=model.id))
+    details = ProductModelForm(formdata=None, obj=model)
+    details.basis.data = str(model.warranty_basis)
+    details.kind.data = str(model.kind)
+    return render_template("admin/model_form.html", form=details, model=model,
+                           successors_form=form)
 
 
 # -- customers --------------------------------------------------------------------------

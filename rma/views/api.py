@@ -39,6 +39,7 @@ from rma.services.rmas import (
     timeline,
     validate_rma,
 )
+from rma.services.warehouse import item_json, preload_shipments
 from rma.services.warranty_check import check_warranty
 from warranty import SerialError
 
@@ -144,7 +145,7 @@ def _item_json(item: RmaItem) -> dict:
         "decision": item.decision,
         "confirmed_at": _iso(item.confirmed_at),
         "due_at": _iso(item.due_at),
-        "shipments": [],
+        **item_json(item),  # issue 4: decision rule, 72-hour clock, shipments
     }
 
 
@@ -159,7 +160,7 @@ def _detail_json(rma: Rma) -> dict:
         "ship_to": rma.ship_to,
         "language": rma.language,
         "submitted_at": _iso(rma.submitted_at),
-        "items": [_item_json(item) for item in rma.items],
+        "items": [_item_json(item) for item in preload_shipments(rma.items)],
         "timeline": [
             {"at": _iso(entry.at), "text": entry.text, "serial": entry.serial,
              "actor": entry.actor}
