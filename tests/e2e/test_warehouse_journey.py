@@ -104,6 +104,7 @@ def _item_id(page: Page, serial: str) -> str:
 
 def _scan(page: Page, code: str, outcome: str) -> None:
     """What a USB scanner does: type the code, press Enter; wait for the answer."""
+    expect(page.locator("#code")).to_be_focused()  # the station keeps its input focused
     page.keyboard.type(code)
     page.keyboard.press("Enter")
     expect(page.locator("#scan-banner")).to_have_attribute("data-outcome", outcome)
@@ -258,6 +259,7 @@ def test_a_replacement_confirmed_74_hours_ago_is_breached_then_missed(
     # The spare ships; the delivery is recorded now, 74 hours after confirmation.
     item = _item_id(page, "TK3W-C0003")
     page.goto(f"/staff/wh/items/{item}/ship")
+    expect(page.locator("#replacement_serial")).to_be_focused()  # else keys go nowhere
     page.keyboard.type("TK3W-S0002")
     page.keyboard.press("Enter")
     page.fill("#carrier", "EMS")
