@@ -931,14 +931,26 @@ TIMELINE_TEXTS: dict[str, Callable[[dict, str], str]] = {
 }
 
 
-def timeline(rma: Rma) -> list[TimelineEntry]:
+def timeline(rma: Rma, viewer: User | None = None) -> list[TimelineEntry]:
     """The RMA's events in plain words in the current language, oldest first. An event
-    kind without a text gets a general sentence, never an error."""
+    kind without a text gets a general sentence, never an error.
+
+    For a customer ``viewer``, whoever is not of its own organisation (staff, the tick
+    jobs, the CLI) is "the service centre": staff e-mail addresses stay inside."""
     entries = []
     items = {item.id: item for item in rma.items}
+    own: set[int] | None = None
+    if viewer is not None and not viewer.is_staff:
+        actor_ids = {e.actor_id for e in rma.events if e.actor_id is not None}
+        own = set(db.session.scalars(
+            select(User.id).where(User.id.in_(actor_ids),
+                                  User.customer_id == viewer.customer_id)
+        )) if actor_ids else set()
     for event in rma.events:
         data = event.data if isinstance(event.data, dict) else {}
         actor = event.actor_label or _("the service centre")
+        if own is not None and event.actor_id not in own:
+            actor = _("the service centre")
         render = TIMELINE_TEXTS.get(event.kind)
         text = None
         if render is not None:

@@ -149,7 +149,7 @@ def _item_json(item: RmaItem) -> dict:
     }
 
 
-def _detail_json(rma: Rma) -> dict:
+def _detail_json(rma: Rma, viewer=None) -> dict:
     return {
         "number": rma.number,
         "status": str(rma.status),
@@ -164,7 +164,7 @@ def _detail_json(rma: Rma) -> dict:
         "timeline": [
             {"at": _iso(entry.at), "text": entry.text, "serial": entry.serial,
              "actor": entry.actor}
-            for entry in timeline(rma)
+            for entry in timeline(rma, viewer)
         ],
         **_urls(rma),
     }
@@ -364,4 +364,4 @@ def rma_detail(number: str):
         rma = get_rma(g.api_user, number)
     except NotFoundError as error:
         return problem(404, "Not Found", error.message)
-    return jsonify(_detail_json(rma))
+    return jsonify(_detail_json(rma, g.api_user))

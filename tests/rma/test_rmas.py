@@ -702,3 +702,20 @@ def test_R_R1_csv_over_the_item_limit(app):
     assert len(parsed) == 2
     assert [(p.code, p.message) for p in problems] == [
         ("too_many_items", "Row 4: an RMA holds at most 2 units.")]
+
+
+def test_R_R4_timeline_names_staff_as_the_service_centre_for_customers(app, world):
+    """Customers read who did what, but staff e-mail addresses stay inside."""
+    from rma.services.rmas import ItemInput, get_rma, timeline
+    from rma.services.warehouse import request_unit
+
+    with app.test_request_context(headers={"Accept-Language": EN}):
+        number = submit([ItemInput("TK3-A0001", "Blank display")]).number
+        rma = get_rma(user("sam@vendor.example"), number)
+        request_unit(Actor(user=user("sam@vendor.example")), rma.items[0].id, "send it")
+        db.session.expire_all()
+        rma = get_rma(user("carol@a.example"), number)
+        seen_by_colleague = [e.actor for e in timeline(rma, user("carol@a.example"))]
+        seen_by_staff = [e.actor for e in timeline(rma, user("sam@vendor.example"))]
+    assert seen_by_colleague == ["alice@a.example", "the service centre"]
+    assert seen_by_staff == ["alice@a.example", "sam@vendor.example"]
