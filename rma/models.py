@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, backref, mapped_column, relationship
 
@@ -343,6 +344,10 @@ class RegistrationApplication(db.Model):
 
     __table_args__ = (
         Index("ix_registration_applications_status", "status", "submitted_at"),
+        # One pending application per e-mail, also when two arrive at the same moment.
+        Index("uq_registration_applications_pending_email", "contact_email", unique=True,
+              sqlite_where=text("status = 'pending'"),
+              postgresql_where=text("status = 'pending'")),
         CheckConstraint("language IN ('zh_CN', 'en')", name="language_known"),
     )
 

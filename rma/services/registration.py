@@ -13,6 +13,7 @@ from datetime import date
 
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from rma import clock
@@ -177,7 +178,14 @@ def submit_application(
                 _("An application for %(email)s is already waiting for review. We will "
                   "write to you when it has been reviewed.", email=email), "contact_email")
         db.session.add(application)
-        db.session.flush()
+        try:
+            db.session.flush()
+        except IntegrityError:  # the same e-mail applied at the same moment
+            db.session.rollback()
+            raise ConflictError(
+                _("An application for %(email)s is already waiting for review. We will "
+                  "write to you when it has been reviewed.", email=email),
+                "contact_email") from None
         record(Actor(label=f"applicant:{email}"[:254]), "application.submitted",
                "registration_application", application.id, None, application.as_audit())
         enqueue(

@@ -483,3 +483,25 @@ def test_journey_apply_approve_invite_accept_colleague_R_C1_R_R4(app, make_user,
         "invitation.created",
         "user.created", "invitation.accepted", "user.logged_in",  # the colleague
     ]
+
+
+def test_R_C1_one_pending_application_per_email_even_at_the_same_moment(app):
+    """The database refuses a second pending application for an e-mail (two submissions
+    racing past the service's check), but not a new one after a review."""
+    from sqlalchemy.exc import IntegrityError
+
+    from rma.models import ApplicationStatus, RegistrationApplication
+
+    def row(status):
+        return RegistrationApplication(
+            organisation_name="Race Bank", address="1 Road", contact_name="Li",
+            contact_email="race@bank.example", contact_phone="+86 10 1", status=status)
+
+    with app.app_context():
+        db.session.add_all([row(ApplicationStatus.REJECTED), row(ApplicationStatus.PENDING)])
+        db.session.commit()
+        db.session.add(row(ApplicationStatus.PENDING))
+        with pytest.raises(IntegrityError):
+            db.session.commit()
+        db.session.rollback()
+        assert db.session.query(RegistrationApplication).count() == 2
