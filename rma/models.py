@@ -33,6 +33,7 @@ from rma import clock
 from rma.extensions import db
 from rma.types import UTCDateTime
 from warranty import Basis, UnitFacts
+from warranty.lifecycle import FINAL_STATES, ItemState
 
 
 class ProductKind(enum.StrEnum):
@@ -402,23 +403,9 @@ class RmaStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-class ItemStatus(enum.StrEnum):
-    """An RMA item's state; the transitions live in ``warranty`` (issue 4)."""
-
-    SUBMITTED = "submitted"
-    AWAITING_UNIT = "awaiting_unit"
-    RECEIVED = "received"
-    CONFIRMED = "confirmed"
-    WAITING_PAYMENT = "waiting_payment"
-    RELEASED = "released"
-    SHIPPED = "shipped"
-    DELIVERED = "delivered"
-    CLOSED = "closed"
-    CANCELLED = "cancelled"
-    REJECTED = "rejected"
-
-
-FINAL_ITEM_STATUSES = frozenset({ItemStatus.CLOSED, ItemStatus.CANCELLED, ItemStatus.REJECTED})
+# An RMA item's state is the engine's: the transitions live in warranty.lifecycle.
+ItemStatus = ItemState
+FINAL_ITEM_STATUSES = FINAL_STATES
 
 
 class Rma(db.Model):

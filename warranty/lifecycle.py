@@ -22,7 +22,7 @@ from .errors import FactError, WarrantyError
 
 
 class ItemState(StrEnum):
-    """The state of an RMA item (same values as ``rma.models.ItemStatus``)."""
+    """The state of an RMA item (stored as ``rma.models.RmaItem.status``)."""
 
     SUBMITTED = "submitted"
     AWAITING_UNIT = "awaiting_unit"

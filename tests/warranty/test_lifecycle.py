@@ -1,8 +1,6 @@
 """The RMA item lifecycle: every (state, action) pair, the paths of D-1..D-3 and D-6."""
 
-import ast
 import pickle
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -103,17 +101,7 @@ def test_allowed_actions_of_typical_items_match_the_table(state):
     assert allowed_actions(TYPICAL[state]) == expected
 
 
-def test_item_states_equal_the_model_item_statuses():
-    """ItemState values must equal rma.models.ItemStatus (read from source: no app here)."""
-    source = (Path(__file__).resolve().parents[2] / "rma" / "models.py").read_text("utf-8")
-    tree = ast.parse(source)
-    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ItemStatus"]
-    values = [
-        node.value.value
-        for node in cls.body
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
-    ]
-    assert values == [s.value for s in S]
+def test_final_states():
     assert {s.value for s in FINAL_STATES} == {"closed", "cancelled", "rejected"}
 
 
