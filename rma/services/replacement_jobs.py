@@ -184,10 +184,8 @@ def notify_at_risk(item_id: int, now: datetime, recipients: list[Recipient]
         return None
     item = db.session.scalar(
         select(RmaItem).where(RmaItem.id == item_id)
-        # innerjoin: Unit.model is an inner joined load; under an outer join SQLite would
-        # materialise units x product_models whole (every unit) before joining.
         .options(joinedload(RmaItem.rma).joinedload(Rma.customer),
-                 joinedload(RmaItem.unit, innerjoin=True))
+                 joinedload(RmaItem.unit))
         .execution_options(populate_existing=True)
     )
     policy = current_policy()
