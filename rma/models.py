@@ -121,9 +121,21 @@ class Customer(db.Model):
     accepted_on: Mapped[date | None] = mapped_column(Date)
     contract_months: Mapped[int] = mapped_column(Integer, default=12)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    # -- billing (issue 5): printed on invoices; credit terms let finance release paid
+    # replacements before payment (D-3).
+    billing_name: Mapped[str] = mapped_column(String(200), default="")
+    billing_address: Mapped[str] = mapped_column(Text, default="")
+    tax_id: Mapped[str] = mapped_column(String(64), default="")
+    billing_email: Mapped[str] = mapped_column(String(254), default="")
+    language: Mapped[str] = mapped_column(String(8), default="zh_CN")  # of its documents
+    credit_terms: Mapped[bool] = mapped_column(default=False)
+    payment_terms_days: Mapped[int] = mapped_column(Integer, default=30)
 
     __table_args__ = (
         CheckConstraint("contract_months >= 1", name="contract_months_positive"),
+        CheckConstraint("payment_terms_days >= 0 AND payment_terms_days <= 365",
+                        name="payment_terms_range"),
+        CheckConstraint("language IN ('zh_CN', 'en')", name="language_known"),
         Index("ix_customers_name", "name"),
     )
 
@@ -134,6 +146,13 @@ class Customer(db.Model):
             "address": self.address,
             "accepted_on": self.accepted_on.isoformat() if self.accepted_on else None,
             "contract_months": self.contract_months,
+            "billing_name": self.billing_name,
+            "billing_address": self.billing_address,
+            "tax_id": self.tax_id,
+            "billing_email": self.billing_email,
+            "language": self.language,
+            "credit_terms": bool(self.credit_terms),
+            "payment_terms_days": self.payment_terms_days,
         }
 
 
@@ -685,3 +704,346 @@ class OutboxAttachment(db.Model):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
     message: Mapped[OutboxMessage] = relationship(back_populates="attachments")
+
+
+# -- finance (issue 5: R-W4, R-W5, R-C3, D-3, D-5) -------------------------------------
+class PriceKind(enum.StrEnum):
+    REPLACEMENT = "replacement"  # per product model
+    SHIPPING = "shipping"  # one fee per quote of replacements
+    SUPPORT = "support"  # 12 months of paid support after the term (R-C3)
+    VAT = "vat"  # the VAT rate (D-5), a fraction in ``rate``
+
+
+class PriceEntry(db.Model):
+    """One dated price (or VAT rate): valid from ``valid_from`` through ``valid_to``
+    (inclusive; open-ended when NULL). A quote copies the prices valid on its issue date
+    onto its lines, so a later price change never alters it."""
+
+    __tablename__ = "price_entries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[PriceKind] = mapped_column(_enum(PriceKind, "price_kind"))
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("product_models.id"))
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    rate: Mapped[Decimal | None] = mapped_column(Numeric(6, 4))
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    model: Mapped[ProductModel | None] = relationship()
+
+    __table_args__ = (
+        CheckConstraint("(kind = 'replacement') = (model_id IS NOT NULL)",
+                        name="model_for_replacement"),
+        CheckConstraint("(kind = 'vat' AND rate IS NOT NULL AND amount IS NULL)"
+                        " OR (kind <> 'vat' AND amount IS NOT NULL AND rate IS NULL)",
+                        name="amount_or_rate"),
+        CheckConstraint("amount IS NULL OR amount >= 0", name="amount_not_negative"),
+        CheckConstraint("rate IS NULL OR (rate >= 0 AND rate < 1)", name="rate_range"),
+        CheckConstraint("valid_to IS NULL OR valid_to >= valid_from", name="valid_range"),
+        Index("ix_price_entries_lookup", "kind", "model_id", "valid_from"),
+    )
+
+    def as_audit(self) -> dict[str, Any]:
+        return {
+            "kind": str(self.kind),
+            "model_id": self.model_id,
+            "amount": None if self.amount is None else str(self.amount),
+            "rate": None if self.rate is None else str(self.rate),
+            "valid_from": self.valid_from.isoformat() if self.valid_from else None,
+            "valid_to": self.valid_to.isoformat() if self.valid_to else None,
+            "note": self.note,
+        }
+
+
+class QuoteKind(enum.StrEnum):
+    REPLACEMENT = "replacement"  # paid replacements of one RMA (R-W4, R-W5)
+    SUPPORT = "support"  # paid support after the term (R-C3)
+
+
+class QuoteStatus(enum.StrEnum):
+    OPEN = "open"  # waiting for the customer's answer
+    ACCEPTED = "accepted"  # an invoice was issued
+    DECLINED = "declined"
+    EXPIRED = "expired"  # not answered within its validity
+    SUPERSEDED = "superseded"  # replaced by a newer quote for the same RMA
+    WITHDRAWN = "withdrawn"  # nothing left to quote (e.g. overridden to free)
+
+
+class Quote(db.Model):
+    """A price offer for paid replacements of one RMA (one line per paid item plus
+    shipping) or for 12 months of paid support (R-C3), in the customer's language."""
+
+    __tablename__ = "quotes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)  # Q-2026-000042
+    kind: Mapped[QuoteKind] = mapped_column(_enum(QuoteKind, "quote_kind"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    rma_id: Mapped[int | None] = mapped_column(ForeignKey("rmas.id"))
+    status: Mapped[QuoteStatus] = mapped_column(
+        _enum(QuoteStatus, "quote_status"), default=QuoteStatus.OPEN)
+    language: Mapped[str] = mapped_column(String(8), default="zh_CN")
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    issued_on: Mapped[date] = mapped_column(Date)  # China date: prices valid on it
+    valid_until: Mapped[date] = mapped_column(Date)  # last day it may be accepted
+    issued_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    net_total: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    vat_total: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    gross_total: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    support_months: Mapped[int | None] = mapped_column(Integer)  # support quotes
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answered_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # portal | api | fax | email (the last two recorded by finance, with the document)
+    answered_via: Mapped[str | None] = mapped_column(String(20))
+    answer_note: Mapped[str] = mapped_column(Text, default="")
+    decline_disposition: Mapped[str | None] = mapped_column(String(20))  # return | scrap
+    document_filename: Mapped[str | None] = mapped_column(String(200))
+    document_content_type: Mapped[str | None] = mapped_column(String(100))
+    document_data: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # expired/superseded
+    superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("quotes.id"))
+
+    customer: Mapped[Customer] = relationship()
+    rma: Mapped[Rma | None] = relationship()
+    lines: Mapped[list[QuoteLine]] = relationship(
+        back_populates="quote", order_by="QuoteLine.line_no", cascade="all, delete-orphan")
+    answered_by: Mapped[User | None] = relationship(foreign_keys=[answered_by_id])
+
+    __table_args__ = (
+        Index("ix_quotes_customer_issued", "customer_id", "issued_at"),
+        Index("ix_quotes_status_valid_until", "status", "valid_until"),
+        Index("ix_quotes_rma_id", "rma_id"),
+        CheckConstraint("(kind = 'replacement') = (rma_id IS NOT NULL)",
+                        name="rma_for_replacement"),
+        CheckConstraint("language IN ('zh_CN', 'en')", name="language_known"),
+        CheckConstraint("decline_disposition IS NULL OR decline_disposition IN "
+                        "('return', 'scrap')", name="disposition_known"),
+    )
+
+    def as_audit(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "kind": str(self.kind),
+            "customer_id": self.customer_id,
+            "rma_id": self.rma_id,
+            "status": str(self.status),
+            "valid_until": self.valid_until.isoformat() if self.valid_until else None,
+            "net_total": str(self.net_total),
+            "vat_total": str(self.vat_total),
+            "gross_total": str(self.gross_total),
+            "answered_via": self.answered_via,
+            "decline_disposition": self.decline_disposition,
+            "superseded_by_id": self.superseded_by_id,
+        }
+
+
+class _DocumentLine:
+    """Columns shared by quote and invoice lines: amounts as ``warranty.money`` computes
+    them (net and VAT rounded per line, D-5)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))  # replacement | shipping | support | credit
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("product_models.id"))
+    serial: Mapped[str | None] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(Text)
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+    unit_price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    vat_rate: Mapped[Decimal] = mapped_column(Numeric(6, 4))
+    net: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    vat: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    gross: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+
+    def as_audit(self) -> dict[str, Any]:
+        return {
+            "line_no": self.line_no, "kind": self.kind, "serial": self.serial,
+            "description": self.description, "quantity": self.quantity,
+            "unit_price": str(self.unit_price), "vat_rate": str(self.vat_rate),
+            "net": str(self.net), "vat": str(self.vat), "gross": str(self.gross),
+        }
+
+
+class QuoteLine(_DocumentLine, db.Model):
+    __tablename__ = "quote_lines"
+
+    quote_id: Mapped[int] = mapped_column(ForeignKey("quotes.id"))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("rma_items.id"), index=True)
+
+    quote: Mapped[Quote] = relationship(back_populates="lines")
+    item: Mapped[RmaItem | None] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("quote_id", "line_no", name="uq_quote_lines_quote_id_line_no"),
+    )
+
+
+class InvoiceKind(enum.StrEnum):
+    INVOICE = "invoice"
+    CREDIT_NOTE = "credit_note"
+
+
+class InvoiceStatus(enum.StrEnum):
+    UNPAID = "unpaid"
+    PARTIALLY_PAID = "partially_paid"
+    PAID = "paid"  # payments (and credit notes) cover the total
+    CREDITED = "credited"  # credit notes cover the total; nothing was paid
+    ISSUED = "issued"  # a credit note
+
+
+class Invoice(db.Model):
+    """An invoice (``INV-2026-000123``, gapless per year, D-5) or a credit note
+    (``CN-2026-000007``) that corrects one. Never edited once issued: the billing
+    details are copied onto it; payments and credit notes change only the settled
+    figures and the status."""
+
+    __tablename__ = "invoices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    kind: Mapped[InvoiceKind] = mapped_column(_enum(InvoiceKind, "invoice_kind"))
+    year: Mapped[int] = mapped_column(Integer)
+    sequence: Mapped[int] = mapped_column(Integer)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    quote_id: Mapped[int | None] = mapped_column(ForeignKey("quotes.id"), unique=True)
+    credited_invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
+    status: Mapped[InvoiceStatus] = mapped_column(_enum(InvoiceStatus, "invoice_status"))
+    language: Mapped[str] = mapped_column(String(8), default="zh_CN")
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    issued_on: Mapped[date] = mapped_column(Date)  # China date, starts the ageing
+    due_on: Mapped[date] = mapped_column(Date)
+    issued_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    billing_name: Mapped[str] = mapped_column(String(200))
+    billing_address: Mapped[str] = mapped_column(Text, default="")
+    tax_id: Mapped[str] = mapped_column(String(64), default="")
+    contract_number: Mapped[str] = mapped_column(String(32))
+    net_total: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    vat_total: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    gross_total: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    paid_total: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0.00"))
+    credited_total: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0.00"))
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(Text, default="")  # a credit note's reason
+
+    customer: Mapped[Customer] = relationship()
+    quote: Mapped[Quote | None] = relationship(backref=backref("invoice", uselist=False))
+    credited_invoice: Mapped[Invoice | None] = relationship(
+        remote_side="Invoice.id", backref=backref("credit_notes", order_by="Invoice.id"))
+    lines: Mapped[list[InvoiceLine]] = relationship(
+        back_populates="invoice", order_by="InvoiceLine.line_no", cascade="all, delete-orphan")
+    payments: Mapped[list[Payment]] = relationship(
+        back_populates="invoice", order_by="Payment.id", cascade="all, delete-orphan")
+
+    __table_args__ = (
+        UniqueConstraint("kind", "year", "sequence", name="uq_invoices_kind_year_sequence"),
+        Index("ix_invoices_customer_issued", "customer_id", "issued_on"),
+        Index("ix_invoices_status_issued", "status", "issued_on"),
+        CheckConstraint("(kind = 'credit_note') = (credited_invoice_id IS NOT NULL)",
+                        name="credit_note_references_invoice"),
+        CheckConstraint("paid_total >= 0 AND credited_total >= 0", name="settled_not_negative"),
+        CheckConstraint("paid_total + credited_total <= gross_total", name="not_overpaid"),
+        CheckConstraint("language IN ('zh_CN', 'en')", name="language_known"),
+    )
+
+    @property
+    def outstanding(self) -> Decimal:
+        """What is still to pay (0 for a credit note)."""
+        if self.kind == InvoiceKind.CREDIT_NOTE:
+            return Decimal("0.00")
+        return self.gross_total - self.paid_total - self.credited_total
+
+    def as_audit(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "kind": str(self.kind),
+            "customer_id": self.customer_id,
+            "quote_id": self.quote_id,
+            "credited_invoice_id": self.credited_invoice_id,
+            "status": str(self.status),
+            "issued_on": self.issued_on.isoformat() if self.issued_on else None,
+            "due_on": self.due_on.isoformat() if self.due_on else None,
+            "net_total": str(self.net_total),
+            "vat_total": str(self.vat_total),
+            "gross_total": str(self.gross_total),
+            "paid_total": str(self.paid_total),
+            "credited_total": str(self.credited_total),
+            "reason": self.reason,
+        }
+
+
+class InvoiceLine(_DocumentLine, db.Model):
+    __tablename__ = "invoice_lines"
+
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("rma_items.id"), index=True)
+
+    invoice: Mapped[Invoice] = relationship(back_populates="lines")
+    item: Mapped[RmaItem | None] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("invoice_id", "line_no", name="uq_invoice_lines_invoice_id_line_no"),
+    )
+
+
+class PaymentMethod(enum.StrEnum):
+    BANK_TRANSFER = "bank_transfer"
+    CHEQUE = "cheque"
+    CASH = "cash"
+    ONLINE = "online"
+
+
+class Payment(db.Model):
+    """Money received against an invoice; partial payments add up, an overpayment is
+    refused (the invoice's CHECK holds it on the database too)."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    received_on: Mapped[date] = mapped_column(Date, index=True)
+    method: Mapped[PaymentMethod] = mapped_column(_enum(PaymentMethod, "payment_method"))
+    reference: Mapped[str] = mapped_column(String(100), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    invoice: Mapped[Invoice] = relationship(back_populates="payments")
+    recorded_by: Mapped[User | None] = relationship()
+
+    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+
+    def as_audit(self) -> dict[str, Any]:
+        return {
+            "invoice_id": self.invoice_id,
+            "amount": str(self.amount),
+            "received_on": self.received_on.isoformat() if self.received_on else None,
+            "method": str(self.method),
+            "reference": self.reference,
+            "note": self.note,
+        }
+
+
+class SupportPeriod(db.Model):
+    """Paid support bought after the project term (R-C3): covered ``starts_on`` through
+    ``ends_on`` inclusive. Created when the support invoice is paid in full."""
+
+    __tablename__ = "support_periods"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date] = mapped_column(Date)
+    months: Mapped[int] = mapped_column(Integer)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    customer: Mapped[Customer] = relationship()
+    invoice: Mapped[Invoice] = relationship()
+
+    __table_args__ = (
+        Index("ix_support_periods_customer_starts", "customer_id", "starts_on"),
+        CheckConstraint("ends_on >= starts_on", name="period_range"),
+    )

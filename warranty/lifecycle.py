@@ -55,6 +55,8 @@ class Action(StrEnum):
     CONFIRM = "confirm"  # fault confirmed on inspection of the received unit
     OVERRIDE = "override"  # D-6: a manager turns free into paid or paid into free
     RELEASE = "release"  # D-3: paid, or released on credit by finance
+    DECLINE = "decline"  # the customer declined the quote: the unit goes back (issue 5)
+    SCRAP = "scrap"  # the customer declined and asked the vendor to scrap the unit
     SHIP = "ship"  # the replacement (or the returned unit) leaves
     DELIVER = "deliver"  # it arrived on site
     CLOSE = "close"
@@ -184,6 +186,21 @@ def _receive(facts: ItemFacts) -> ItemState:
     raise IllegalTransition(state, Action.RECEIVE)
 
 
+def _decline(facts: ItemFacts) -> ItemState:
+    # The faulty unit goes back to the customer like a no-fault-found one (the caller
+    # records the outcome return_unit); when it never came in, nothing moves and the
+    # item closes.
+    return ItemState.CONFIRMED if facts.unit_received else ItemState.CLOSED
+
+
+def _scrap(facts: ItemFacts) -> ItemState:
+    if not facts.unit_received:
+        raise IllegalTransition(
+            facts.state, Action.SCRAP, "the faulty unit is not at the warehouse to scrap"
+        )
+    return ItemState.CLOSED
+
+
 def _close(facts: ItemFacts) -> ItemState:
     if facts.unit_received or facts.outcome is Outcome.RETURN_UNIT:
         return ItemState.CLOSED
@@ -202,7 +219,7 @@ _SIMPLE: dict[tuple[ItemState, Action], ItemState] = {
     (ItemState.CONFIRMED, Action.SHIP): ItemState.SHIPPED,
     (ItemState.CONFIRMED, Action.CANCEL): ItemState.CANCELLED,
     (ItemState.WAITING_PAYMENT, Action.RELEASE): ItemState.RELEASED,
-    (ItemState.WAITING_PAYMENT, Action.CANCEL): ItemState.CANCELLED,  # quote declined
+    (ItemState.WAITING_PAYMENT, Action.CANCEL): ItemState.CANCELLED,
     (ItemState.RELEASED, Action.SHIP): ItemState.SHIPPED,
     (ItemState.SHIPPED, Action.DELIVER): ItemState.DELIVERED,
 }
@@ -218,6 +235,10 @@ def _next(facts: ItemFacts, action: Action, outcome: Outcome | None) -> ItemStat
         return _receive(facts)
     if action is Action.CLOSE and state is ItemState.DELIVERED:
         return _close(facts)
+    if action is Action.DECLINE and state is ItemState.WAITING_PAYMENT:
+        return _decline(facts)
+    if action is Action.SCRAP and state is ItemState.WAITING_PAYMENT:
+        return _scrap(facts)
     legal = (
         (
             action is Action.CONFIRM_REMOTE
@@ -256,8 +277,10 @@ def apply(
     - received: confirm (free or return_unit → confirmed, paid → waiting_payment); reject.
     - confirmed: ship → shipped; override (paid → waiting_payment, free → confirmed);
       cancel.
-    - waiting_payment: release → released (D-3); override to free → confirmed; cancel
-      (quote declined).
+    - waiting_payment: release → released (D-3); override to free → confirmed; cancel;
+      decline (the customer declined the quote) → confirmed when the unit is at the
+      warehouse (it goes back like a return_unit outcome), else closed; scrap (declined,
+      the customer asked to scrap it) → closed, only when the unit is at the warehouse.
     - released: ship → shipped. shipped: deliver → delivered.
     - delivered: close → closed, only once the unit was received or the outcome is
       return_unit.

@@ -61,6 +61,8 @@ LEGAL = {
     (S.WAITING_PAYMENT, A.RELEASE): (None, S.RELEASED),
     (S.WAITING_PAYMENT, A.OVERRIDE): (FREE, S.CONFIRMED),
     (S.WAITING_PAYMENT, A.CANCEL): (None, S.CANCELLED),
+    (S.WAITING_PAYMENT, A.DECLINE): (None, S.CONFIRMED),  # the unit goes back (issue 5)
+    (S.WAITING_PAYMENT, A.SCRAP): (None, S.CLOSED),
     (S.RELEASED, A.SHIP): (None, S.SHIPPED),
     (S.SHIPPED, A.DELIVER): (None, S.DELIVERED),
     (S.DELIVERED, A.CLOSE): (None, S.CLOSED),
@@ -91,8 +93,8 @@ def test_R_R3_illegal_pairs_raise_naming_state_and_action(state, action):
 
 
 def test_the_table_covers_every_pair():
-    assert len(ALL_PAIRS) == len(S) * len(A) == 121
-    assert len(LEGAL) + len(ILLEGAL) == 121
+    assert len(ALL_PAIRS) == len(S) * len(A) == 143
+    assert len(LEGAL) + len(ILLEGAL) == 143
 
 
 @pytest.mark.parametrize("state", list(S))
@@ -434,3 +436,25 @@ def test_apply_accepts_an_action_iff_allowed_actions_lists_it(facts):
         assert bool(accepted) is (action in allowed), (facts, action)
     if facts.state in FINAL_STATES:
         assert allowed == frozenset()
+
+
+def test_declined_quote_without_the_unit_closes_the_item():
+    """A remote-confirmed paid item whose quote is declined: the faulty unit never came
+    in, so nothing goes back and the item closes; it cannot be scrapped here."""
+    facts = ItemFacts(S.WAITING_PAYMENT, PAID, unit_received=False, remote=True)
+    assert apply(facts, A.DECLINE) is S.CLOSED
+    with pytest.raises(IllegalTransition, match="not at the warehouse to scrap"):
+        apply(facts, A.SCRAP)
+    assert A.SCRAP not in allowed_actions(facts)
+    assert A.DECLINE in allowed_actions(facts)
+
+
+def test_declined_and_returned_unit_closes_after_delivery():
+    """After a decline the unit ships back like a return_unit outcome and closes on
+    delivery."""
+    facts = ItemFacts(S.WAITING_PAYMENT, PAID, unit_received=True)
+    state = apply(facts, A.DECLINE)
+    shipped = apply(ItemFacts(state, RETURN, unit_received=True), A.SHIP)
+    delivered = apply(ItemFacts(shipped, RETURN, unit_received=True), A.DELIVER)
+    assert apply(ItemFacts(delivered, RETURN, unit_received=True), A.CLOSE) is S.CLOSED
+    assert clock_starts(A.DECLINE) is False and clock_starts(A.SCRAP) is False
