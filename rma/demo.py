@@ -12,6 +12,7 @@ from rma import clock
 from rma.extensions import db
 from rma.models import (
     Customer,
+    PriceEntry,
     ProductModel,
     RegistrationApplication,
     Rma,
@@ -21,6 +22,7 @@ from rma.models import (
 )
 from rma.services.audit import Actor, record
 from rma.services.catalog import create_customer, create_product_model
+from rma.services.pricing import add_price
 from rma.services.registration import submit_application
 from rma.services.rmas import ContactInput, ItemInput, open_rma
 from rma.services.users import create_user
@@ -51,6 +53,28 @@ USERS = [
     ("customer2@demo.example", "customer", 1, "demo-customer2-2026", "en"),
 ]
 
+# Billing details of the demo customers (issue 5), by the index in CUSTOMERS:
+# billing name, billing address, tax id, billing e-mail, language, credit terms, days.
+BILLING = [
+    ("华东示范银行股份有限公司", "上海市浦东新区世纪大道 100 号 财务部", "91310000MA1FL0D01X",
+     "ap@hdbank.demo.example", "zh_CN", False, 30),
+    ("Northwind Securities Co., Ltd.", "Accounts Payable, 88 Harbour Road, Shenzhen",
+     "91440300MA5DNW002K", "ap@northwind.demo.example", "en", True, 45),
+]
+# The price list (issue 5, D-5), valid from PRICES_FROM: replacement prices per model,
+# shipping, 12 months of paid support (R-C3) and VAT.
+PRICES_FROM = date(2026, 1, 1)
+PRICES = [
+    # kind, model code, amount or rate
+    ("replacement", "TK3", "150.00"),
+    ("replacement", "TK5", "220.00"),
+    ("replacement", "AS-LIC", "6000.00"),
+    ("replacement", "AS-SRV", "30000.00"),
+    ("shipping", None, "20.00"),
+    ("support", None, "48000.00"),
+    ("vat", None, "0.13"),
+]
+
 UNITS_PER_CUSTOMER = 1500
 SPARES = {"TK3": 200, "TK5": 100}
 
@@ -74,6 +98,10 @@ def load_demo(echo: Callable[[str], None] = print) -> list[tuple[str, str, str]]
             customer = customers[customer_index] if customer_index is not None else None
             create_user(actor, email, role, password, customer, language,
                         is_customer_admin=role == "customer")
+    _load_billing(actor, customers)
+    if not db.session.scalar(select(func.count(PriceEntry.id))):
+        _load_prices(actor)
+        echo(f"added the price list valid from {PRICES_FROM.isoformat()}")
     if not db.session.scalar(select(func.count(Unit.id))):
         count = _load_units(actor, models, customers)
         echo(f"added {count} demo units")
@@ -88,6 +116,33 @@ def load_demo(echo: Callable[[str], None] = print) -> list[tuple[str, str, str]]
         )
         echo("added a pending registration application for staff to review")
     return [(email, password, role) for email, role, _, password, _ in USERS]
+
+
+def _load_billing(actor: Actor, customers: list[Customer]) -> None:
+    """Fill in the demo customers' billing details once (left alone when set)."""
+    changed = False
+    for customer, row in zip(customers, BILLING, strict=True):
+        if customer.billing_name:
+            continue
+        name, address, tax_id, email, language, credit, days = row
+        before = customer.as_audit()
+        customer.billing_name, customer.billing_address, customer.tax_id = name, address, tax_id
+        customer.billing_email, customer.language = email, language
+        customer.credit_terms, customer.payment_terms_days = credit, days
+        record(actor, "customer.billing_set", "customer", customer.contract_number, before,
+               customer.as_audit())
+        changed = True
+    if changed:
+        db.session.commit()
+
+
+def _load_prices(actor: Actor) -> None:
+    for kind, model_code, value in PRICES:
+        if kind == "vat":
+            add_price(actor, kind=kind, valid_from=PRICES_FROM, rate=value, note="demo")
+        else:
+            add_price(actor, kind=kind, valid_from=PRICES_FROM, amount=value,
+                      model_code=model_code, note="demo")
 
 
 def _demo_rma(customer: Customer) -> Rma:

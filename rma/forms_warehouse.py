@@ -116,11 +116,13 @@ class OverrideForm(FlaskForm):
 
 # -- finance ----------------------------------------------------------------------------
 class ReleaseForm(FlaskForm):
-    """Finance releases a paid replacement (paid, or on credit): its clock starts (D-3)."""
+    """Finance releases a paid replacement on credit, before its invoice is paid: only for
+    a customer with credit terms, with a reason; its clock starts (D-3)."""
 
-    note = TextAreaField(_l("Note"), validators=[Optional(), Length(max=NOTE_MAX)],
-                         description=_l("E.g. the invoice or payment reference."))
-    submit = SubmitField(_l("Release for shipping"))
+    reason = TextAreaField(_l("Reason for releasing on credit"),
+                           validators=[DataRequired(), Length(max=NOTE_MAX)],
+                           description=_l("Required; it is recorded (D-3)."))
+    submit = SubmitField(_l("Release on credit"))
 
 
 # -- shipping and delivery --------------------------------------------------------------

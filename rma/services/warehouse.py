@@ -16,7 +16,8 @@ notes) and commits once. A refused action changes nothing:
 Roles (``ACTION_ROLES``): triage (confirm remotely, ask for the unit, reject, cancel)
 support/manager/admin; scan, receive and ship warehouse/manager/admin; deliver also
 support; inspect support/warehouse/manager/admin; override manager only (D-6); release
-finance and manager (D-3). An actor without a user (the CLI) is the system and may act.
+on credit finance only (D-3; a paid invoice releases its items itself, issue 5). An
+actor without a user (the CLI) is the system and may act.
 
 Two stations shipping the same spare at the same moment: the spare is claimed with one
 conditional ``UPDATE ... WHERE status = 'in_stock'``; exactly one wins, the other gets a
@@ -63,6 +64,7 @@ from rma.policy import current_policy
 from rma.services import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from rma.services.audit import Actor, record
 from rma.services.photos import PhotoError, check_photo
+from rma.services.quotes import sync_rma_quote
 from rma.services.rmas import (
     PER_PAGE_MAX,
     TIMELINE_TEXTS,
@@ -124,7 +126,7 @@ ACTION_ROLES: dict[str, frozenset[Role]] = {
     "receive": _WAREHOUSE,
     "inspect": frozenset({Role.SUPPORT, Role.WAREHOUSE, Role.MANAGER, Role.ADMIN}),
     "override": frozenset({Role.MANAGER}),  # D-6
-    "release": frozenset({Role.FINANCE, Role.MANAGER}),  # D-3
+    "release": frozenset({Role.FINANCE}),  # D-3: on credit, finance only (issue 5)
     "ship": _WAREHOUSE,
     "deliver": _WAREHOUSE | {Role.SUPPORT},
 }
@@ -574,6 +576,9 @@ def decision_text(item: RmaItem) -> str:
     if rule == "D-4":
         return _("No fault was found: nothing is replaced and the unit goes back to the "
                  "customer (D-4).")
+    if rule == "quote_declined":
+        return _("The customer declined the quote for the paid replacement: the unit goes "
+                 "back unrepaired.")
     return ""
 
 
@@ -655,6 +660,7 @@ def confirm_remote(actor: Actor, item_id: int, cause: str, notes: str = "") -> R
         item.rma.updated_at = now
         _event(item, "confirmed", actor, now, remote=True, decision=item.decision,
                due_at=_iso(item.due_at))
+        sync_rma_quote(item.rma, actor, now)  # a paid decision is quoted (issue 5)
         _audit(actor, "rma_item.confirmed_remote", item, before)
     return item
 
@@ -690,6 +696,7 @@ def reject_item(actor: Actor, item_id: int, reason: str) -> RmaItem:
         _set_state(item, state, now)
         _sync_rma(item.rma, now)
         _event(item, "rejected", actor, now, reason=reason)
+        sync_rma_quote(item.rma, actor, now)
         _audit(actor, "rma_item.rejected", item, before)
     return item
 
@@ -708,6 +715,7 @@ def cancel_item(actor: Actor, item_id: int, reason: str) -> RmaItem:
         _set_state(item, state, now)
         _sync_rma(item.rma, now)
         _event(item, "cancelled", actor, now, reason=reason)
+        sync_rma_quote(item.rma, actor, now)  # off the quote (superseded or withdrawn)
         _audit(actor, "rma_item.cancelled", item, before, cancel_reason=reason)
     return item
 
@@ -894,6 +902,7 @@ def inspect(actor: Actor, item_id: int, cause: str, notes: str = "",
         item.rma.updated_at = now
         _event(item, "confirmed", actor, now, remote=False, decision=item.decision,
                due_at=_iso(item.due_at))
+        sync_rma_quote(item.rma, actor, now)  # a paid decision is quoted (issue 5)
         _audit(actor, "rma_item.inspected", item, before,
                photos=[p.sha256 for p in checked])
     return item
@@ -940,30 +949,88 @@ def override_decision(actor: Actor, item_id: int, outcome: str, reason: str) -> 
         item.rma.updated_at = now
         _event(item, "decision_changed", actor, now, decision=wanted.value,
                due_at=_iso(item.due_at))
+        sync_rma_quote(item.rma, actor, now)  # quoted, or the quote withdrawn (D-6)
         _audit(actor, "rma_item.decision_overridden", item, before,
                decision_before=previous, decision_after=wanted.value)
     return item
 
 
-def release(actor: Actor, item_id: int, note: str = "") -> RmaItem:
-    """Finance releases a paid replacement (paid, or on credit): it may ship, and its
-    72-hour clock starts now (D-3). ``note`` (e.g. the payment reference) is internal."""
+def _release_item(actor: Actor, item: RmaItem, now: datetime, note: str, *,
+                  kind: str = "released", audit_action: str = "rma_item.released") -> RmaItem:
+    """Release a paid replacement inside the caller's transaction (no commit, no role
+    check): it may ship, and its 72-hour clock starts at ``now`` (D-3). Used when its
+    invoice is paid in full (``invoices.record_payment``, ``note`` "paid: INV-...") and
+    by :func:`release` (on credit). ``TransitionError`` unless it waits for payment."""
+    state = _transition(item, Action.RELEASE)
+    before = _snapshot(item)
+    item.released_at = now
+    item.released_by_id = _user_id(actor)
+    item.release_note = note
+    if clock_starts(Action.RELEASE, clock_started=item.clock_started_at is not None):
+        _start_clock(item, now)
+    _set_state(item, state, now)
+    item.rma.updated_at = now
+    _event(item, kind, actor, now, due_at=_iso(item.due_at))
+    _audit(actor, audit_action, item, before, release_note=note)
+    return item
+
+
+def release(actor: Actor, item_id: int, reason: str) -> RmaItem:
+    """Finance releases a paid replacement ON CREDIT, before its invoice is paid (D-3):
+    only for a customer with credit terms, with a ``reason`` (kept as the release note,
+    audited as ``rma_item.released_on_credit``). Its 72-hour clock starts now. A paid
+    invoice releases its items by itself (``invoices.record_payment``).
+
+    ``ForbiddenError`` unless finance; ``ValidationError`` (field ``reason``) without a
+    reason; ``TransitionError`` unless the item waits for payment; ``ConflictError`` when
+    the customer has no credit terms."""
     ensure_allowed(actor, "release")
-    note = _text(note, "note", NOTE_MAX)
+    reason = _text(reason, "reason", NOTE_MAX,
+                   required=_("Give the reason for releasing on credit."))
     with _transaction():
         item = _locked_item(item_id)
-        state = _transition(item, Action.RELEASE)
-        before = _snapshot(item)
-        now = clock.now()
-        item.released_at = now
-        item.released_by_id = _user_id(actor)
-        item.release_note = note
-        if clock_starts(Action.RELEASE, clock_started=item.clock_started_at is not None):
-            _start_clock(item, now)
-        _set_state(item, state, now)
-        item.rma.updated_at = now
-        _event(item, "released", actor, now, due_at=_iso(item.due_at))
-        _audit(actor, "rma_item.released", item, before, release_note=note)
+        _transition(item, Action.RELEASE)
+        customer = item.rma.customer
+        if not customer.credit_terms:
+            raise ConflictError(_("%(name)s has no credit terms: the item ships once its "
+                                  "invoice is paid (D-3).", name=customer.name))
+        _release_item(actor, item, clock.now(), reason, kind="released_on_credit",
+                      audit_action="rma_item.released_on_credit")
+    return item
+
+
+def decline_item(actor: Actor, item: RmaItem, disposition: str, now: datetime) -> RmaItem:
+    """The customer declined the quote for ``item`` (waiting for payment); inside the
+    caller's transaction (``quotes.decline_quote``: no commit, no role check).
+    ``disposition`` "scrap" with the unit at the warehouse: the unit is scrapped and the
+    item closes (``Action.SCRAP``). Otherwise ``Action.DECLINE``: a received unit goes back
+    unrepaired (item ``confirmed``, decision ``return_unit``, rule ``quote_declined``, no
+    clock; the warehouse ships it like a no-fault-found return); a unit that never came
+    in stays with the customer and the item closes. ``TransitionError`` unless the item
+    waits for payment."""
+    received = item.unit_received_at is not None
+    action = Action.SCRAP if disposition == "scrap" and received else Action.DECLINE
+    state = _transition(item, action)
+    before = _snapshot(item)
+    unit = item.unit
+    unit_before = unit.as_audit()
+    if action is Action.SCRAP:
+        unit.status = UnitStatus.SCRAPPED
+    elif received:
+        item.decision = Outcome.RETURN_UNIT.value
+        item.decision_rule = "quote_declined"
+        item.decision_reason = "The customer declined the quote: the unit goes back unrepaired."
+        _stop_clock(item)
+    _set_state(item, state, now)
+    if action is Action.SCRAP:
+        _event(item, "unit_scrapped", actor, now)
+    elif received:
+        _event(item, "returned_unrepaired", actor, now)
+    if item.status in FINAL_ITEM_STATUSES:
+        _event(item, "closed", actor, now)
+    _sync_rma(item.rma, now)
+    _audit(actor, "rma_item.declined", item, before, disposition=disposition,
+           unit_before=unit_before, unit_after=unit.as_audit())
     return item
 
 
@@ -1477,7 +1544,7 @@ __all__ = [
     "clock_of", "confirm_remote", "decision_text", "deliver", "ensure_allowed", "find_item",
     "from_local", "hours_left", "inspect", "item_json", "local_text", "may",
     "monthly_report", "override_decision", "packing_slip_data", "preload_shipments",
-    "receive", "reject_item", "release", "replacements", "replacements_page",
+    "receive", "reject_item", "release", "decline_item", "replacements", "replacements_page",
     "request_unit", "scan", "ship", "shipment_json", "triage_queue", "unit_histories",
     "unit_history",
 ]

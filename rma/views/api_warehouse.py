@@ -229,10 +229,11 @@ def override(number: str, serial: str):
 @bp.post("/rmas/<number>/items/<serial>/release")
 @staff_token_required
 def release(number: str, serial: str):
-    """Finance releases a paid replacement; its 72-hour clock starts (D-3)."""
+    """Finance releases a paid replacement on credit, with a ``reason``, for a customer
+    with credit terms (409 otherwise); its 72-hour clock starts (D-3)."""
     body = _body()
     item = _item(number, serial, "release")
-    return jsonify(item_state_json(wh.release(_actor(), item.id, body.get("note", ""))))
+    return jsonify(item_state_json(wh.release(_actor(), item.id, body.get("reason"))))
 
 
 # -- shipping and delivery --------------------------------------------------------------

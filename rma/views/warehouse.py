@@ -459,18 +459,19 @@ def item(item_id: int):
 @bp.post("/items/<int:item_id>/release")
 @roles_required(*RELEASE)
 def release(item_id: int):
-    """Finance releases a paid replacement (paid, or on credit): its clock starts (D-3)."""
+    """Finance releases a paid replacement on credit, with a reason, for a customer with
+    credit terms (a paid invoice releases its items itself): its clock starts (D-3)."""
     form = ReleaseForm()
     error = None
     if not form.validate_on_submit():
         status = _invalid(form)
     else:
         try:
-            released = wh.release(Actor.current(), item_id, form.note.data or "")
+            released = wh.release(Actor.current(), item_id, form.reason.data or "")
         except ServiceError as refusal:
             error, status = _refused(form, refusal)
         else:
-            flash(_("%(serial)s released for shipping.", serial=released.serial) + " "
+            flash(_("%(serial)s released on credit for shipping.", serial=released.serial) + " "
                   + _decision_text(released), "success")
             return redirect(url_for("warehouse.item", item_id=item_id))
     return _render_item(_item_or_404(item_id), form, error, status)

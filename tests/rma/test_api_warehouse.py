@@ -111,6 +111,7 @@ def test_401_without_a_token_and_403_for_a_customers_token(client, world, method
     ("deliver", {"delivered_at": "2026-11-25T11:00:00+08:00", "received_by": "Li"}, "fay"),
     ("override", {"decision": "free", "reason": "x"}, "adam"),
     ("release", {}, "wendy"),
+    ("release", {"reason": "on credit"}, "mia"),
     ("request-unit", {}, "wendy"),
     ("reject", {"reason": "x"}, "wendy"),
 ])
@@ -288,19 +289,31 @@ def test_D_6_override_by_a_manager(app, client, world):
     assert "already free" in is_problem(again, 409)["detail"]
 
 
-def test_D_3_release_by_finance_starts_the_clock(app, client, world):
+def test_D_3_release_on_credit_by_finance_starts_the_clock(app, client, world):
     number, item_id = setup(app, "waiting_payment", world=world)
     shipped = client.post(item_path(number, "ship"), json={
         "replacement_serial": "TK3-SP0001", "carrier": "SF", "tracking_number": "1"},
         headers=auth(world["wendy"]))
     body = is_problem(shipped, 409)
     assert body["state"] == "waiting_payment" and "(D-3)" in body["detail"]
+    # A reason is required; a customer without credit terms waits for payment (409).
+    no_reason = client.post(item_path(number, "release"), json={},
+                            headers=auth(world["fay"]))
+    assert is_problem(no_reason, 422)["errors"][0]["field"] == "reason"
+    refused = client.post(item_path(number, "release"), json={"reason": "trusted"},
+                          headers=auth(world["fay"]))
+    assert is_problem(refused, 409)["detail"] == (
+        "Acme Bank has no credit terms: the item ships once its invoice is paid (D-3).")
+    assert fetch(app, item_id).status == ItemStatus.WAITING_PAYMENT
+    with app.app_context():
+        db.session.get(RmaItem, item_id).rma.customer.credit_terms = True
+        db.session.commit()
     app.config["FIXED_NOW"] = "2026-11-26T04:00:00+00:00"
-    released = client.post(item_path(number, "release"), json={"note": "paid, INV-1"},
+    released = client.post(item_path(number, "release"), json={"reason": "credit terms"},
                            headers=auth(world["fay"])).get_json()
     assert (released["status"], released["released_at"], released["due_at"]) == (
         "released", "2026-11-26T04:00:00+00:00", "2026-11-29T04:00:00+00:00")
-    assert released["release_note"] == "paid, INV-1"
+    assert released["release_note"] == "credit terms"
 
 
 # -- ship and deliver -------------------------------------------------------------------

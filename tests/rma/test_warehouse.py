@@ -119,6 +119,13 @@ def png() -> bytes:
     return buffer.getvalue()
 
 
+def give_credit_terms(item_id: int) -> None:
+    """Let the item's customer be released on credit (D-3); set directly, no audit."""
+    customer = item(item_id).rma.customer
+    customer.credit_terms = True
+    db.session.commit()
+
+
 # States reached through the services: name → steps applied to a fresh TK3-A0001 item.
 def to_state(app, state: str, serial: str = "TK3-A0001", world=None) -> tuple[str, int]:
     number, (item_id,) = open_items(serial, world=world)
@@ -151,7 +158,8 @@ def to_state(app, state: str, serial: str = "TK3-A0001", world=None) -> tuple[st
         elif step == "inspect_nff":
             wh.inspect(actor("wendy"), item_id, "no_fault_found")
         elif step == "release":
-            wh.release(actor("fay"), item_id)
+            give_credit_terms(item_id)
+            wh.release(actor("fay"), item_id, "customer has credit terms")
         elif step == "ship":
             spare = db.session.scalar(select(Unit.serial).where(
                 Unit.status == UnitStatus.IN_STOCK, Unit.serial.like("TK3-SP%"))
@@ -174,7 +182,7 @@ ROLE_CASES = [
     ("scan", "sam"), ("scan", "fay"), ("ship", "sam"), ("ship", "fay"),
     ("deliver", "fay"), ("deliver", "alice"), ("inspect", "fay"),
     ("override", "adam"), ("override", "sam"), ("override", "wendy"),
-    ("release", "wendy"), ("release", "sam"), ("release", "alice"),
+    ("release", "wendy"), ("release", "sam"), ("release", "alice"), ("release", "mia"),
 ]
 
 
@@ -189,7 +197,7 @@ def _call(action: str, who: Actor, number: str, item_id: int):
         "deliver": lambda: wh.deliver(who, item_id, NOW, "Li"),
         "inspect": lambda: wh.inspect(who, item_id, "quality_defect"),
         "override": lambda: wh.override_decision(who, item_id, "free", "goodwill"),
-        "release": lambda: wh.release(who, item_id),
+        "release": lambda: wh.release(who, item_id, "on credit"),
     }
     return calls[action]()
 
@@ -616,8 +624,9 @@ def test_D_6_override_refusals(ctx, world, state, outcome, error_type):
 
 
 # -- release (D-3) ----------------------------------------------------------------------
-def test_D_3_release_starts_the_clock_then_the_item_ships(ctx, world):
+def test_D_3_release_on_credit_starts_the_clock_then_the_item_ships(ctx, world):
     _number, item_id = to_state(ctx, "waiting_payment", world=world)
+    give_credit_terms(item_id)
     at(ctx, NOW + timedelta(days=3))
     got = wh.release(actor("fay"), item_id, "invoice 2026-0042 paid")
     assert got.status == ItemStatus.RELEASED
@@ -987,8 +996,11 @@ def test_R_R4_the_customers_timeline_in_plain_words_without_staff_notes(ctx, wor
         "Unit TK3-A0001 arrived at the service centre.",
         "Unit TK3-A0001 was inspected: the replacement is paid and ships once payment is "
         "settled.",
+        "Quote Q-2026-000001 for the paid replacement: 90.40 CNY including VAT, valid until "
+        "2026-12-25. Accept or decline it in the portal.",  # issue 5: model price, no fee
         "The decision for TK3-A0001 was changed to a free replacement, due on site by "
         "2026-11-28 12:00 (China time).",
+        "Quote Q-2026-000001 was withdrawn: nothing is left to pay for.",  # D-6
         "Replacement unit TK3-SP0001 for TK3-A0001 was shipped with SF Express, tracking "
         "number SF777.",
         "The replacement for TK3-A0001 was delivered, signed for by Li Lei.",

@@ -186,7 +186,7 @@ def test_pages_check_roles_on_the_server(app, world, as_role, path):
 
 def test_item_pages_check_roles(app, world, as_role):
     """Inspection: support + warehouse; ship: warehouse; deliver: warehouse + support;
-    override: manager; release: finance (managers and admins may do all)."""
+    override: manager; release on credit: finance (managers and admins may do all)."""
     received = _received(app, world, "TK3-A0001")
     shipped = _shipped(app, world, "TK3-A0002", "TK3-SPARE1")
     cases = [
@@ -202,9 +202,9 @@ def test_item_pages_check_roles(app, world, as_role):
         for role in ROLES:
             expected = 200 if role in allowed else 403
             assert as_role(role).get(path, headers=EN).status_code == expected, (role, path)
-    posts = [  # D-6: managers only override; D-3: finance (and managers) release
+    posts = [  # D-6: managers only override; D-3: finance only releases on credit
         (f"/staff/wh/items/{received.id}/override", {"manager"}),
-        (f"/staff/wh/items/{received.id}/release", {"finance", "manager"}),
+        (f"/staff/wh/items/{received.id}/release", {"finance"}),
         (f"/staff/wh/items/{received.id}/confirm-remote", {"support", "manager", "admin"}),
         (f"/staff/wh/items/{received.id}/reject", {"support", "manager", "admin"}),
     ]
@@ -490,8 +490,8 @@ def test_inspection_of_an_item_not_received_is_refused_inline(app, world, as_rol
     assert _item(app, "TK3-A0001").status == ItemStatus.SUBMITTED
 
 
-# -- finance release (D-3) --------------------------------------------------------------
-def test_finance_releases_a_paid_item_from_its_page(app, world, as_role):
+# -- finance release on credit (D-3) ----------------------------------------------------
+def test_D_3_finance_releases_a_paid_item_on_credit_from_its_page(app, world, as_role):
     item = _confirmed(app, world, "TK3-A0001", cause="misuse_heat")
     assert item.status == ItemStatus.WAITING_PAYMENT
     finance = as_role("finance")
@@ -499,15 +499,27 @@ def test_finance_releases_a_paid_item_from_its_page(app, world, as_role):
     assert 'id="release-form"' in page
     assert 'id="release-form"' not in _text(as_role("warehouse").get(
         f"/staff/wh/items/{item.id}", headers=EN))
+    # A reason is required (beside the field); without credit terms: 409, nothing changes.
+    response = finance.post(f"/staff/wh/items/{item.id}/release", data={"reason": ""},
+                            headers=EN)
+    assert response.status_code == 200 and "This field is required." in _text(response)
     response = finance.post(f"/staff/wh/items/{item.id}/release",
-                            data={"note": "Invoice INV-2026-0007 paid"}, headers=EN,
+                            data={"reason": "Trusted customer"}, headers=EN)
+    assert response.status_code == 409
+    assert "no credit terms: the item ships once its invoice is paid (D-3)." in _text(response)
+    assert _item(app, "TK3-A0001").status == ItemStatus.WAITING_PAYMENT
+    with app.app_context():
+        db.session.get(RmaItem, item.id).rma.customer.credit_terms = True
+        db.session.commit()
+    response = finance.post(f"/staff/wh/items/{item.id}/release",
+                            data={"reason": "Credit terms, invoice to follow"}, headers=EN,
                             follow_redirects=True)
     assert response.status_code == 200
     released = _item(app, "TK3-A0001")
     assert released.status == ItemStatus.RELEASED and released.due_at is not None
     assert "2026-11-28 12:00" in _text(response)  # D-3: the clock starts on release
     # A second release: refused on the page, a 409 naming the state.
-    response = finance.post(f"/staff/wh/items/{item.id}/release", data={"note": ""},
+    response = finance.post(f"/staff/wh/items/{item.id}/release", data={"reason": "again"},
                             headers=EN)
     assert response.status_code == 409 and 'role="alert"' in _text(response)
 
