@@ -63,6 +63,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
 
     from rma.views import accounts, admin, api, api_warehouse, auth, labels, portal, public
+    from rma.views import api_finance as finance_api
     from rma.views import warehouse as warehouse_pages
 
     app.register_blueprint(public.bp)
@@ -73,9 +74,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(labels.bp)
     app.register_blueprint(api_warehouse.bp)
+    app.register_blueprint(finance_api.bp)
     app.register_blueprint(warehouse_pages.bp)
+    from rma.views import finance as finance_pages  # issue 5: staff finance pages
+    app.register_blueprint(finance_pages.bp)
     csrf.exempt(api.bp)
     csrf.exempt(api_warehouse.bp)
+    csrf.exempt(finance_api.bp)
     errors.init_app(app)
 
     from rma import cli

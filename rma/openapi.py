@@ -504,8 +504,11 @@ _ACTIONS = {
                  {"decision": {"type": "string", "enum": ["free", "paid"]},
                   "reason": {"type": "string", "maxLength": 2000}}, ["decision", "reason"],
                  "WarehouseItem"),
-    "release": ("Finance releases a paid replacement; its 72-hour clock starts (D-3)",
-                {"note": {"type": "string", "maxLength": 2000}}, [], "WarehouseItem"),
+    "release": ("Finance releases a paid replacement on credit, with a reason, for a "
+                "customer with credit terms (409 otherwise; a paid invoice releases its "
+                "items itself); its 72-hour clock starts (D-3)",
+                {"reason": {"type": "string", "maxLength": 2000}}, ["reason"],
+                "WarehouseItem"),
     "ship": ("Ship a spare in stock of the same model or an allowed successor (for no fault "
              "found: the customer's own unit, `replacement_serial` may be left out). 409 when "
              "the spare was just shipped elsewhere, or a paid item is not released (D-3)",
@@ -614,6 +617,251 @@ def _warehouse_paths() -> dict:
     return paths
 
 
+# -- issue 5: invoices, payments and quotes (rma/views/api_finance.py) ------------------
+_MONEY = {"type": "string", "pattern": "^-?[0-9]+\\.[0-9]{2}$", "examples": ["361.60"],
+          "description": "CNY with two decimals, as a string (D-5)"}
+_DATE = {"type": "string", "format": "date"}
+_INVOICE_NUMBER = {"type": "string", "pattern": "^(INV|CN)-[0-9]{4}-[0-9]{6}$",
+                   "examples": ["INV-2026-000123", "CN-2026-000007"]}
+_QUOTE_NUMBER = {"type": "string", "pattern": "^Q-[0-9]{4}-[0-9]{6}$",
+                 "examples": ["Q-2026-000001"]}
+INVOICE_STATUSES = ["unpaid", "partially_paid", "paid", "credited", "issued"]
+PAYMENT_METHODS = ["bank_transfer", "cheque", "cash", "online"]
+QUOTE_STATUSES = ["open", "accepted", "declined", "expired", "superseded", "withdrawn"]
+
+DOCUMENT_LINE = {
+    "type": "object",
+    "description": "One line; net and VAT rounded per line, half up to the fen (D-5)",
+    "required": ["line_no", "description", "quantity", "unit_price", "vat_rate", "net",
+                 "vat", "gross"],
+    "properties": {
+        "line_no": {"type": "integer", "minimum": 1},
+        "kind": {"type": "string", "enum": ["replacement", "shipping", "support", "credit"]},
+        "serial": {"type": ["string", "null"]},
+        "description": {"type": "string", "description": "In the document's language"},
+        "quantity": {"type": "integer"},
+        "unit_price": _MONEY,
+        "vat_rate": {"type": "string", "examples": ["0.1300"], "description": "A fraction"},
+        "net": _MONEY, "vat": _MONEY, "gross": _MONEY,
+    },
+}
+_TOTALS = {"type": "object", "required": ["net", "vat", "gross"],
+           "description": "Sums of the rounded lines",
+           "properties": {"net": _MONEY, "vat": _MONEY, "gross": _MONEY}}
+PAYMENT = {
+    "type": "object",
+    "required": ["amount", "received_on", "method"],
+    "properties": {
+        "amount": _MONEY, "received_on": _DATE,
+        "method": {"type": "string", "enum": PAYMENT_METHODS},
+        "reference": {"type": "string"}, "note": {"type": "string"},
+        "recorded_at": {"type": "string", "format": "date-time"},
+    },
+}
+INVOICE = {
+    "type": "object",
+    "description": "An invoice (INV-…) or a credit note (CN-…) correcting one; never edited "
+                   "once issued",
+    "required": ["number", "kind", "status", "customer_contract", "issued_on", "currency",
+                 "lines", "totals", "paid_total", "credited_total", "outstanding",
+                 "payments"],
+    "properties": {
+        "number": _INVOICE_NUMBER,
+        "kind": {"type": "string", "enum": ["invoice", "credit_note"]},
+        "status": {"type": "string", "enum": INVOICE_STATUSES},
+        "customer_contract": {"type": "string"},
+        "billing_name": {"type": "string"},
+        "quote_number": {"type": ["string", "null"]},
+        "rma_number": {"type": ["string", "null"]},
+        "language": {"type": "string", "enum": ["zh_CN", "en"]},
+        "issued_on": _DATE,
+        "due_on": {"type": ["string", "null"], "format": "date"},
+        "currency": {"type": "string", "enum": ["CNY"]},
+        "lines": {"type": "array", "items": {"$ref": "#/components/schemas/DocumentLine"}},
+        "totals": _TOTALS,
+        "paid_total": _MONEY, "credited_total": _MONEY,
+        "outstanding": {**_MONEY, "description": "Still to pay (0.00 for a credit note)"},
+        "settled_at": {"type": ["string", "null"], "format": "date-time"},
+        "payments": {"type": "array", "items": {"$ref": "#/components/schemas/Payment"}},
+        "credit_notes": {"type": "array", "items": {"type": "string"}},
+        "credits": {"type": ["string", "null"],
+                    "description": "A credit note: the invoice it corrects"},
+        "reason": {"type": "string"},
+        "url": {"type": "string", "format": "uri"},
+    },
+}
+INVOICE_PAGE = {
+    "type": "object",
+    "required": ["items", "page", "per_page", "total", "pages"],
+    "properties": {
+        "items": {"type": "array", "items": {"$ref": "#/components/schemas/Invoice"}},
+        "page": {"type": "integer", "minimum": 1},
+        "per_page": {"type": "integer", "minimum": 1, "maximum": 100},
+        "total": {"type": "integer", "minimum": 0},
+        "pages": {"type": "integer", "minimum": 1},
+    },
+}
+PAYMENT_REQUEST = {
+    "type": "object",
+    "required": ["amount", "received_on", "method"],
+    "properties": {
+        "amount": {"type": ["string", "number"], "examples": ["120.50"],
+                   "description": "More than zero, at most two decimals; read exactly (a "
+                                  "JSON number is never turned into a float). At most what "
+                                  "is outstanding"},
+        "received_on": {**_DATE, "description": "Not in the future (China date)"},
+        "method": {"type": "string", "enum": PAYMENT_METHODS},
+        "reference": {"type": "string", "maxLength": 100},
+        "note": {"type": "string", "maxLength": 2000},
+    },
+}
+PAYMENT_RECORDED = {
+    "type": "object", "required": ["payment", "invoice"],
+    "properties": {"payment": {"$ref": "#/components/schemas/Payment"},
+                   "invoice": {"$ref": "#/components/schemas/Invoice"}},
+}
+QUOTE = {
+    "type": "object",
+    "description": "Paid replacements of one RMA (R-W4, R-W5) or paid support (R-C3)",
+    "required": ["number", "kind", "status", "issued_on", "valid_until", "currency", "lines",
+                 "totals"],
+    "properties": {
+        "number": _QUOTE_NUMBER,
+        "kind": {"type": "string", "enum": ["replacement", "support"]},
+        "status": {"type": "string", "enum": QUOTE_STATUSES},
+        "id": {"type": "integer"},
+        "contract_number": {"type": "string"},
+        "customer": {"type": "string", "description": "The customer's name"},
+        "rma_number": {"type": ["string", "null"]},
+        "language": {"type": "string", "enum": ["zh_CN", "en"]},
+        "issued_on": _DATE,
+        "valid_until": {**_DATE, "description": "The last day it may be accepted (China date)"},
+        "currency": {"type": "string", "enum": ["CNY"]},
+        "lines": {"type": "array", "items": {"$ref": "#/components/schemas/DocumentLine"}},
+        "totals": _TOTALS,
+        "support_months": {"type": ["integer", "null"]},
+        "answered_at": {"type": ["string", "null"], "format": "date-time"},
+        "answered_via": {"type": ["string", "null"],
+                         "enum": ["portal", "api", "fax", "email", None]},
+        "decline_disposition": {"type": ["string", "null"], "enum": ["return", "scrap", None]},
+        "invoice_number": {"type": ["string", "null"]},
+        "url": {"type": "string", "format": "uri"},
+    },
+}
+QUOTE_ACCEPTED = {
+    "type": "object", "required": ["quote", "invoice"],
+    "properties": {"quote": {"$ref": "#/components/schemas/Quote"},
+                   "invoice": {"$ref": "#/components/schemas/Invoice"}},
+}
+FINANCE_SCHEMAS = {
+    "DocumentLine": DOCUMENT_LINE, "Payment": PAYMENT, "Invoice": INVOICE,
+    "InvoicePage": INVOICE_PAGE, "PaymentRequest": PAYMENT_REQUEST,
+    "PaymentRecorded": PAYMENT_RECORDED, "Quote": QUOTE, "QuoteAccepted": QUOTE_ACCEPTED,
+}
+
+
+def _finance_paths() -> dict:
+    invoice = {"name": "number", "in": "path", "required": True, "schema": _INVOICE_NUMBER}
+    quote = {"name": "number", "in": "path", "required": True, "schema": _QUOTE_NUMBER}
+    not_found = _problem_response("No such document, or another customer's (404, never 403)")
+    bad_json = _problem_response("The body is not JSON")
+    answer_body = {"required": False, "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"note": {"type": "string", "maxLength": 2000}}}}}}
+    decline_body = {"required": False, "content": {"application/json": {"schema": {
+        "type": "object", "properties": {
+            "disposition": {"type": "string", "enum": ["return", "scrap"], "default": "return",
+                            "description": "What becomes of a faulty unit the vendor holds: "
+                                           "sent back, or scrapped at the customer's request"},
+            "note": {"type": "string", "maxLength": 2000}}}}}}
+    answered = "Only the customer answers through the API (a staff token gets 403)"
+    conflict = _problem_response("The quote is not open: already answered, superseded, or "
+                                 "expired (the detail says which)")
+    return {
+        "/api/v1/invoices": {"get": {
+            "operationId": "listInvoices",
+            "summary": "Invoices and credit notes, newest first",
+            "description": "A customer's token: its own. Finance, manager and admin tokens: "
+                           "every customer's. Other staff: 403.",
+            "security": _BEARER,
+            "parameters": [
+                {"name": "status", "in": "query",
+                 "schema": {"type": "string", "enum": INVOICE_STATUSES}},
+                {"name": "customer", "in": "query", "description": "A contract number",
+                 "schema": {"type": "string"}},
+                {"name": "page", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "default": 1}},
+                {"name": "per_page", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+            ],
+            "responses": {"200": _json("InvoicePage", "One page"), "401": _UNAUTHORIZED,
+                          "403": _problem_response("A staff role that may not see invoices"),
+                          "422": _validation_response("A query parameter is not valid")},
+        }},
+        "/api/v1/invoices/{number}": {"get": {
+            "operationId": "getInvoice",
+            "summary": "One invoice or credit note: lines with VAT per line, totals, payments, "
+                       "outstanding",
+            "security": _BEARER, "parameters": [invoice],
+            "responses": {"200": _json("Invoice", "The invoice"), "401": _UNAUTHORIZED,
+                          "404": not_found},
+        }},
+        "/api/v1/invoices/{number}/payments": {"post": {
+            "operationId": "recordPayment",
+            "summary": "Record a payment received (finance only); paid in full, the invoice "
+                       "releases its items for shipping and their 72-hour clock starts (D-3)",
+            "description": "Partial payments add up. More than what is outstanding is refused "
+                           "with 422 (`errors` names `amount`) and nothing is recorded.",
+            "security": _BEARER, "parameters": [invoice],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/PaymentRequest"}}}},
+            "responses": {
+                "201": {**_json("PaymentRecorded", "Recorded"),
+                        "headers": {"Location": {"schema": {"type": "string"},
+                                                 "description": "/api/v1/invoices/{number}"}}},
+                "400": bad_json, "401": _UNAUTHORIZED,
+                "403": _problem_response("Not a finance token"),
+                "404": _problem_response("No such invoice"),
+                "409": _problem_response("A credit note, or an invoice already settled"),
+                "422": _validation_response("A field is not valid, or the amount is more than "
+                                            "what is outstanding; nothing was recorded"),
+            },
+        }},
+        "/api/v1/quotes/{number}": {"get": {
+            "operationId": "getQuote",
+            "summary": "One quote: lines with VAT per line, totals, valid until, status",
+            "security": _BEARER, "parameters": [quote],
+            "responses": {"200": _json("Quote", "The quote"), "401": _UNAUTHORIZED,
+                          "404": not_found},
+        }},
+        "/api/v1/quotes/{number}/accept": {"post": {
+            "operationId": "acceptQuote",
+            "summary": "The customer accepts an open quote: the invoice is issued at once; "
+                       "the replacements ship once it is paid (D-3)",
+            "security": _BEARER, "parameters": [quote], "requestBody": answer_body,
+            "responses": {
+                "201": {**_json("QuoteAccepted", "Accepted; the invoice"),
+                        "headers": {"Location": {"schema": {"type": "string"},
+                                                 "description": "/api/v1/invoices/{number}"}}},
+                "400": bad_json, "401": _UNAUTHORIZED, "403": _problem_response(answered),
+                "404": not_found, "409": conflict,
+                "422": _validation_response("A field is not valid"),
+            },
+        }},
+        "/api/v1/quotes/{number}/decline": {"post": {
+            "operationId": "declineQuote",
+            "summary": "The customer declines an open quote: no replacement, nothing to pay; "
+                       "the faulty unit is sent back or scrapped",
+            "security": _BEARER, "parameters": [quote], "requestBody": decline_body,
+            "responses": {
+                "200": _json("Quote", "Declined"),
+                "400": bad_json, "401": _UNAUTHORIZED, "403": _problem_response(answered),
+                "404": not_found, "409": conflict,
+                "422": _validation_response("disposition or note is not valid"),
+            },
+        }},
+    }
+
+
 def spec() -> dict:
     return {
         "openapi": "3.1.0",
@@ -641,6 +889,7 @@ def spec() -> dict:
             },
             **_rma_paths(),
             **_warehouse_paths(),
+            **_finance_paths(),
             "/api/v1/openapi.json": {
                 "get": {
                     "operationId": "getOpenApi",
@@ -657,6 +906,7 @@ def spec() -> dict:
                 "ValidationProblem": VALIDATION_PROBLEM, "Coverage": COVERAGE,
                 "RmaRequest": RMA_REQUEST, "RmaCreated": RMA_CREATED, "Rma": RMA,
                 "RmaSummary": RMA_SUMMARY, "RmaPage": RMA_PAGE, **WAREHOUSE_SCHEMAS,
+                **FINANCE_SCHEMAS,
             },
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer",

@@ -128,7 +128,8 @@ def _page() -> int:
 def home():
     recent = list_rmas(current_user, per_page=5)
     return render_template("portal/home.html", customer=current_user.customer, recent=recent,
-                           summaries=_summaries(recent.items))
+                           summaries=_summaries(recent.items),
+                           finance=portal_finance.home_facts(current_user))
 
 
 # -- list -------------------------------------------------------------------------------
@@ -420,3 +421,7 @@ def rma_new():
     items_errors: list[str] = []
     _show_problems(form, rows, problems, items_errors)
     return _render_form(form, rows, items_errors)
+
+
+# issue 5: the customer's quotes and invoices are routes of this blueprint too.
+from rma.views import portal_finance  # noqa: E402
