@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -195,7 +194,6 @@ def test_tick_loop_sends_then_stops_cleanly_on_a_signal(tmp_path, stop):
            "RMA_SECRET_KEY": "loop-test", "RMA_FIXED_NOW": FIXED_NOW,
            "RMA_MAIL_BACKEND": "console", "PYTHONUNBUFFERED": "1"}
     env.pop("RMA_TEST_DATABASE_URL", None)
-    started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-c", "from rma.cli import main; main()", "tick", "--loop",
          "--interval", "0.2"],
@@ -212,11 +210,9 @@ def test_tick_loop_sends_then_stops_cleanly_on_a_signal(tmp_path, stop):
         rest, _ = process.communicate(timeout=5)
     finally:
         watchdog.cancel()
-    elapsed = time.monotonic() - started
     output = "\n".join(lines) + "\n" + rest
     assert process.returncode == 0, output
     assert "To: loop@example.com" in output
     assert output.strip().splitlines()[-1] == "tick loop stopped"
     assert "Traceback" not in output
     assert _status(app, message_id).status == OutboxStatus.SENT
-    assert elapsed < 3, f"loop test took {elapsed:.1f} s"
