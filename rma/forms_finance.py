@@ -186,5 +186,5 @@ class InvoiceFilterForm(Form):
 
 
 class RevenueFilterForm(Form):
-    date_from = DateField(_l("From"), validators=[Optional()])
-    date_to = DateField(_l("Through"), validators=[Optional()])
+    date_from = DateField(_l("Issued from"), validators=[Optional()])
+    date_to = DateField(_l("Issued through"), validators=[Optional()])

@@ -96,7 +96,7 @@ RENEWAL_DAYS = 60  # R-C3: offer paid support when cover ends within this many d
 EXPORT_FORMATS = ("csv", "xlsx")
 
 QUOTE_STATUS_WORDS = {
-    QuoteStatus.OPEN.value: _l("Open"),
+    QuoteStatus.OPEN.value: _l("Awaiting answer"),
     QuoteStatus.ACCEPTED.value: _l("Accepted"),
     QuoteStatus.DECLINED.value: _l("Declined"),
     QuoteStatus.EXPIRED.value: _l("Expired"),
