@@ -48,3 +48,17 @@ def form_errors(form, error) -> None:
         field.errors = [*list(field.errors), error.message]
     else:
         form.form_errors.append(error.message)
+
+
+def refused(form, error) -> tuple[str | None, int]:
+    """A service refusal on a page, after rolling back the session: beside its field when
+    the form has that field (never the CSRF token), else a message for the top of the
+    page (the form may be gone, e.g. after a 409 the state no longer offers it).
+    Returns (page message or None, the 4xx status to answer)."""
+    db.session.rollback()
+    status = error.status if 400 <= error.status < 500 else 422
+    field = getattr(form, error.field or "", None)
+    if field is not None and hasattr(field, "errors") and error.field != "csrf_token":
+        field.errors = [*list(field.errors), error.message]
+        return None, status
+    return error.message, status

@@ -71,7 +71,7 @@ from rma.models import (
 from rma.services import NotFoundError, ServiceError, contracts, pricing
 from rma.services.audit import Actor
 from rma.services.rmas import PhotoInput
-from rma.views import roles_required
+from rma.views import refused, roles_required
 from warranty.money import MoneyError, parse_amount
 
 bp = Blueprint("finance", __name__, url_prefix="/staff/finance")
@@ -178,18 +178,6 @@ def _page() -> int:
         return max(1, int(request.args.get("page", 1)))
     except ValueError:
         return 1
-
-
-def _refused(form, error: ServiceError) -> tuple[str | None, int]:
-    """A service refusal, after rolling back: beside its field when the form has it, else
-    a message for the top of the page. Returns (page message or None, status)."""
-    db.session.rollback()
-    status = error.status if 400 <= error.status < 500 else 422
-    field = getattr(form, error.field or "", None)
-    if field is not None and hasattr(field, "errors") and error.field != "csrf_token":
-        field.errors = [*list(field.errors), error.message]
-        return None, status
-    return error.message, status
 
 
 def _invalid(form) -> int:
@@ -327,7 +315,7 @@ def add_price():
                 model_code=form.model_code.data or None, valid_to=form.valid_to.data,
                 note=form.note.data or "")
         except ServiceError as refusal:
-            error, status = _refused(form, refusal)
+            error, status = refused(form, refusal)
         else:
             flash(_("Price entry added: %(what)s from %(date)s.",
                     what=fin_word("price_kind", entry.kind),
@@ -436,7 +424,7 @@ def answer_quote(number: str):
                     Actor.current(), number, disposition=form.disposition.data or "return",
                     via=via, note=note, document=document)
         except ServiceError as refusal:
-            error, status = _refused(form, refusal)
+            error, status = refused(form, refusal)
         else:
             if form.answer.data == "accept":
                 flash(_("Quote %(quote)s accepted: invoice %(invoice)s issued.",
@@ -459,7 +447,7 @@ def reissue_quote(number: str):
     try:
         new = quote_service.reissue_quote(Actor.current(), number)
     except ServiceError as refusal:
-        error, status = _refused(form, refusal)
+        error, status = refused(form, refusal)
         return _render_quote(_quote_or_404(number), None, error, status)
     flash(_("Quote %(new)s issued in place of %(old)s.", new=new.number, old=number),
           "success")
@@ -599,7 +587,7 @@ def record_payment(number: str):
                 method=form.method.data or "", reference=form.reference.data or "",
                 note=form.note.data or "")
         except ServiceError as refusal:
-            error, status = _refused(form, refusal)
+            error, status = refused(form, refusal)
         else:
             flash(_("Payment of %(amount)s CNY recorded on %(number)s.",
                     amount=fin_money(payment.amount), number=number), "success")
@@ -625,7 +613,7 @@ def issue_credit_note(number: str):
                 Actor.current(), number, amount=amount or None,
                 reason=form.reason.data or "")
         except ServiceError as refusal:
-            error, status = _refused(form, refusal)
+            error, status = refused(form, refusal)
         else:
             flash(_("Credit note %(note)s issued against %(number)s.", note=note.number,
                     number=number), "success")
@@ -691,7 +679,7 @@ def release_on_credit(item_id: int):
             item = invoice_service.release_on_credit(Actor.current(), item_id,
                                                      form.reason.data or "")
         except ServiceError as refusal:
-            error, status = _refused(form, refusal)
+            error, status = refused(form, refusal)
         else:
             flash(_("%(serial)s released on credit: its 72-hour clock runs from now.",
                     serial=item.serial), "success")
@@ -756,7 +744,7 @@ def set_billing(customer_id: int):
                 language=form.language.data or "", credit_terms=bool(form.credit_terms.data),
                 payment_terms_days=form.payment_terms_days.data)
         except ServiceError as refusal:
-            error, status = _refused(form, refusal)
+            error, status = refused(form, refusal)
             found = _customer_or_404(customer_id)
         else:
             flash(_("Billing details of %(name)s saved.", name=found.name), "success")

@@ -32,6 +32,7 @@ from rma.services import (
     quotes,
 )
 from rma.services.audit import Actor
+from rma.views import refused
 from rma.views.portal import PER_PAGE, _page, bp
 
 QUOTE_STATUS_WORDS = {
@@ -184,16 +185,6 @@ def quote_pdf(number: str):
     return _pdf(quotes.render_quote_pdf(quote), f"{quote.number}.pdf")
 
 
-def _refused(error: ServiceError, form) -> tuple[str | None, int]:
-    db.session.rollback()
-    status = error.status if 400 <= error.status < 500 else 422
-    field = getattr(form, error.field or "", None)
-    if field is not None and hasattr(field, "errors") and error.field != "csrf_token":
-        field.errors = [*list(field.errors), error.message]
-        return None, status
-    return error.message, status
-
-
 @bp.post("/quotes/<number>/accept")
 def quote_accept(number: str):
     """Accept: the invoice is issued at once; the replacements ship once it is paid."""
@@ -205,7 +196,7 @@ def quote_accept(number: str):
         invoice = quotes.accept_quote(Actor.current(), quote.number, via="portal",
                                       note=form.note.data or "")
     except ServiceError as refusal:
-        error, status = _refused(refusal, form)
+        error, status = refused(form, refusal)
         return _render_quote(_quote_or_404(number), accept_form=form, error=error,
                              status=status)
     flash(_("Thank you: quote %(quote)s is accepted and invoice %(invoice)s was issued.",
@@ -224,7 +215,7 @@ def quote_decline(number: str):
         quotes.decline_quote(Actor.current(), quote.number, disposition=form.disposition,
                              via="portal", note=form.note.data or "")
     except ServiceError as refusal:
-        error, status = _refused(refusal, form)
+        error, status = refused(form, refusal)
         return _render_quote(_quote_or_404(number), decline_form=form, error=error,
                              status=status)
     if form.disposition == "scrap":

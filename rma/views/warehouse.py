@@ -64,7 +64,7 @@ from rma.services import NotFoundError, ServiceError
 from rma.services import warehouse as wh
 from rma.services.audit import Actor
 from rma.services.rmas import PhotoInput, get_rma
-from rma.views import roles_required
+from rma.views import refused, roles_required
 from warranty import ClockState, ItemFacts, allowed_actions
 
 bp = Blueprint("warehouse", __name__, url_prefix="/staff/wh")
@@ -289,7 +289,7 @@ def _triage_action(item_id: int, key: str, form, call):
         try:
             item = call(form)
         except ServiceError as refusal:
-            error, status = _refused(form, refusal)
+            error, status = refused(form, refusal)
             return _render_triage({(key, item_id): form}, error, status)
         return item
     return _render_triage({(key, item_id): form}, None, _invalid(form))
@@ -422,19 +422,6 @@ def scan():
 
 
 # -- one item ---------------------------------------------------------------------------
-def _refused(form, error: ServiceError) -> tuple[str | None, int]:
-    """A service refusal, after rolling back: beside its field when the form has it, else
-    a message for the top of the page (the form may be gone, e.g. after a 409 the item's
-    state no longer offers it). Returns (page message or None, status to answer)."""
-    db.session.rollback()
-    status = error.status if 400 <= error.status < 500 else 422
-    field = getattr(form, error.field or "", None)
-    if field is not None and hasattr(field, "errors") and error.field != "csrf_token":
-        field.errors = [*list(field.errors), error.message]
-        return None, status
-    return error.message, status
-
-
 def _invalid(form) -> int:
     """The status for a posted form that did not validate (CSRF is checked before): the
     page again with the errors beside the fields, as the other forms of the app answer."""
@@ -469,7 +456,7 @@ def release(item_id: int):
         try:
             released = wh.release(Actor.current(), item_id, form.reason.data or "")
         except ServiceError as refusal:
-            error, status = _refused(form, refusal)
+            error, status = refused(form, refusal)
         else:
             flash(_("%(serial)s released on credit for shipping.", serial=released.serial) + " "
                   + _decision_text(released), "success")
@@ -510,7 +497,7 @@ def inspect(item_id: int):
             done = wh.inspect(Actor.current(), item_id, form.cause.data or "",
                               form.notes.data or "", photos)
         except ServiceError as refusal:
-            error, status = _refused(form, refusal)
+            error, status = refused(form, refusal)
         else:
             flash(_("Inspection saved.") + " " + _decision_text(done), "success")
             return redirect(url_for("warehouse.inspect", item_id=item_id))
@@ -531,7 +518,7 @@ def override(item_id: int):
             done = wh.override_decision(Actor.current(), item_id, form.outcome.data or "",
                                         form.reason.data or "")
         except ServiceError as refusal:
-            error, status = _refused(form, refusal)
+            error, status = refused(form, refusal)
         else:
             flash(_("Decision overridden.") + " " + _decision_text(done), "success")
             return redirect(url_for("warehouse.inspect", item_id=item_id))
@@ -557,7 +544,7 @@ def ship(item_id: int):
                         (form.replacement_serial.data or "").strip() or None,
                         form.carrier.data or "", form.tracking_number.data or "")
             except ServiceError as refusal:
-                error, status = _refused(form, refusal)
+                error, status = refused(form, refusal)
             else:
                 flash(_("Shipped. Print the packing slip and put it in the parcel."),
                       "success")
@@ -615,7 +602,7 @@ def deliver(item_id: int):
             done = wh.deliver(Actor.current(), item_id, _as_aware(form.delivered_at.data),
                               form.received_by.data or "", form.late_reason.data or "")
         except ServiceError as refusal:
-            error, status = _refused(form, refusal)
+            error, status = refused(form, refusal)
             item = _item_or_404(item_id)
         else:
             flash(*_delivered_message(item.serial, done))
