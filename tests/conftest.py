@@ -35,8 +35,8 @@ _pg_schema_ready = False
 # defaults, never on the rule object (it is bound to it afterwards), so tests share one
 # per shape. Only the test suite does this; the app itself builds its map once.
 _BUILDERS: dict = {}
-# This module may be imported twice (as the conftest and as ``tests.conftest``): wrap
-# werkzeug's own method, never our wrapper.
+# Should this module run twice in one process (as the conftest and as ``tests.conftest``),
+# wrap werkzeug's own method, never our wrapper.
 _compile_builder = getattr(Rule._compile_builder, "__wrapped__", Rule._compile_builder)
 
 
@@ -95,55 +95,6 @@ def mark_postgres_schema_dirty() -> None:
     """For tests that drop or migrate the schema themselves."""
     global _pg_schema_ready
     _pg_schema_ready = False
-
-
-# -- speed: every test builds its own app and database ---------------------------------
-# Werkzeug compiles two URL-builder functions per rule with ``ast`` + ``compile`` each
-# time a rule is bound, which was ~60 % of building an app (~135 ms for ~100 rules, for
-# every test). The generated function depends only on the rule's parsed trace and
-# defaults, never on the rule object (it is bound to it afterwards), so tests share one
-# per shape. Only the test suite does this; the app itself builds its map once.
-_BUILDERS: dict = {}
-# This module may be imported twice (as the conftest and as ``tests.conftest``): wrap
-# werkzeug's own method, never our wrapper.
-_compile_builder = getattr(Rule._compile_builder, "__wrapped__", Rule._compile_builder)
-
-
-def _shared_builder(self, append_unknown: bool = True):
-    defaults = tuple(sorted((k, repr(v)) for k, v in (self.defaults or {}).items()))
-    converters = tuple(sorted((k, type(v).__qualname__) for k, v in self._converters.items()))
-    key = (tuple(self._trace), defaults, converters, append_unknown)
-    builder = _BUILDERS.get(key)
-    if builder is None:
-        builder = _BUILDERS[key] = _compile_builder(self, append_unknown)
-    return builder
-
-
-_shared_builder.__wrapped__ = _compile_builder  # type: ignore[attr-defined]
-Rule._compile_builder = _shared_builder
-
-# An empty SQLite database with the schema, made once per session and copied for each
-# test (``create_all`` took ~70 ms a test; a copy takes ~1 ms).
-_sqlite_template: Path | None = None
-
-
-def _sqlite_schema(tmp_path_factory) -> Path:
-    global _sqlite_template
-    if _sqlite_template is None:
-        path = tmp_path_factory.mktemp("schema") / "template.sqlite3"
-        app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{path}",
-                          "SECRET_KEY": "template"})
-        with app.app_context():
-            db.create_all()
-            db.session.remove()
-            for engine in db.engines.values():
-                engine.dispose()
-        with sqlite3.connect(path) as connection:  # fold the WAL into the file
-            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            connection.execute("PRAGMA journal_mode=DELETE")
-        connection.close()
-        _sqlite_template = path
-    return _sqlite_template
 
 
 @pytest.fixture(params=DATABASES)
