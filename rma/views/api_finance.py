@@ -14,8 +14,6 @@ for Chinese.
 from __future__ import annotations
 
 import functools
-import json
-from decimal import Decimal
 
 from flask import Blueprint, g, jsonify, request, url_for
 from flask_babel import gettext as _
@@ -25,27 +23,21 @@ from rma.models import Role
 from rma.services import NotFoundError, ServiceError
 from rma.services import invoices as invoice_service
 from rma.services import quotes as quote_service
-from rma.services.audit import Actor
 from rma.services.catalog import customer_by_contract
 from rma.views.api import token_required
+from rma.views.api_common import (
+    ProblemRaised,
+    api_actor,
+    invalid,
+    json_body,
+    whole_arg,
+)
 from rma.views.api_warehouse import service_problem
 
 bp = Blueprint("api_finance", __name__, url_prefix="/api/v1")
 
 DISPOSITIONS = ("return", "scrap")
 PER_PAGE_MAX = 100
-_UNPROCESSABLE = "Unprocessable Content"
-
-
-class _BadRequest(Exception):
-    def __init__(self, response):
-        super().__init__("bad request")
-        self.response = response
-
-
-def _invalid(field: str, message: str, code: str = "invalid") -> _BadRequest:
-    return _BadRequest(problem(422, _UNPROCESSABLE, message, errors=[
-        {"item": None, "field": field, "code": code, "message": message}]))
 
 
 def finance_api(view):
@@ -56,7 +48,7 @@ def finance_api(view):
     def answered(*args, **kwargs):
         try:
             return view(*args, **kwargs)
-        except _BadRequest as bad:
+        except ProblemRaised as bad:
             return bad.response
         except ServiceError as error:
             return service_problem(error)
@@ -65,28 +57,7 @@ def finance_api(view):
 
 
 def _forbidden(detail: str):
-    return _BadRequest(problem(403, "Forbidden", detail))
-
-
-def _actor() -> Actor:
-    return Actor(user=g.api_user)
-
-
-def _body() -> dict:
-    """The JSON object sent (``{}`` for an empty body), numbers with a fraction read as
-    ``Decimal`` so an amount is never a float."""
-    raw = request.get_data(as_text=True)
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw, parse_float=Decimal)
-    except ValueError:
-        raise _BadRequest(problem(400, "Malformed JSON",
-                                  _("The request body is not valid JSON."))) from None
-    if not isinstance(body, dict):
-        raise _BadRequest(problem(422, _UNPROCESSABLE,
-                                  _("The request body must be a JSON object.")))
-    return body
+    return ProblemRaised(problem(403, "Forbidden", detail))
 
 
 def _text(body: dict, name: str, default: str = "", maximum: int = 2000) -> str:
@@ -94,29 +65,11 @@ def _text(body: dict, name: str, default: str = "", maximum: int = 2000) -> str:
     if value is None:
         return default
     if not isinstance(value, str):
-        raise _invalid(name, _("%(name)s must be a text.", name=name))
+        raise invalid(name, _("%(name)s must be a text.", name=name))
     if len(value) > maximum:
-        raise _invalid(name, _("%(name)s is longer than %(max)d characters.", name=name,
+        raise invalid(name, _("%(name)s is longer than %(max)d characters.", name=name,
                                max=maximum))
     return value.strip()
-
-
-def _whole(name: str, default: int, maximum: int | None = None) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1 or (maximum is not None and value > maximum):
-        if maximum is None:
-            message = _("%(name)s must be a whole number of 1 or more.", name=name)
-        else:
-            message = _("%(name)s must be a whole number from 1 to %(max)d.", name=name,
-                        max=maximum)
-        raise _invalid(name, message)
-    return value
 
 
 # -- invoices ---------------------------------------------------------------------------
@@ -127,8 +80,8 @@ def invoice_list():
     customer's, filtered by ``status`` and ``customer`` (a contract number); a page at a
     time (``page``, ``per_page`` up to 100), newest first."""
     user = g.api_user
-    page = _whole("page", 1)
-    per_page = _whole("per_page", 20, PER_PAGE_MAX)
+    page = whole_arg("page", 1)
+    per_page = whole_arg("per_page", 20, PER_PAGE_MAX)
     status = request.args.get("status", "").strip() or None
     customer_id = None
     contract = request.args.get("customer", "").strip()
@@ -136,11 +89,11 @@ def invoice_list():
         try:
             customer_id = customer_by_contract(contract).id
         except NotFoundError:
-            raise _invalid("customer", _("%(value)s is not a known contract number.",
+            raise invalid("customer", _("%(value)s is not a known contract number.",
                                          value=repr(contract[:40]))) from None
         if not user.is_staff and customer_id != user.customer_id:
             # a customer's token names only its own contract (no existence leak either)
-            raise _invalid("customer", _("%(value)s is not a known contract number.",
+            raise invalid("customer", _("%(value)s is not a known contract number.",
                                          value=repr(contract[:40])))
     items, total = invoice_service.list_invoices(user, status=status, customer_id=customer_id,
                                                  page=page, per_page=per_page)
@@ -188,9 +141,9 @@ def record_payment(number: str):
     for shipping and their 72-hour clock starts."""
     if not g.api_user.has_role(Role.FINANCE):
         raise _forbidden(_("Only finance may record payments."))
-    body = _body()
+    body = json_body()
     payment = invoice_service.record_payment(
-        _actor(), number, amount=body.get("amount"), received_on=body.get("received_on"),
+        api_actor(), number, amount=body.get("amount"), received_on=body.get("received_on"),
         method=body.get("method"), reference=body.get("reference", ""),
         note=body.get("note", ""))
     invoice = invoice_service.get_invoice(g.api_user, payment.invoice.number)
@@ -231,8 +184,8 @@ def quote_accept(number: str):
     """The customer accepts an open quote before it expires: an invoice is issued at once
     (201, its number in ``Location``); the replacements ship once it is paid (D-3)."""
     _customer_answer(number)
-    body = _body()
-    invoice = quote_service.accept_quote(_actor(), number, via="api",
+    body = json_body()
+    invoice = quote_service.accept_quote(api_actor(), number, via="api",
                                          note=_text(body, "note"))
     quote = quote_service.get_quote(g.api_user, number)
     response = jsonify({"quote": _quote_json(quote), "invoice": _invoice_json(invoice)})
@@ -248,13 +201,13 @@ def quote_decline(number: str):
     faulty unit is sent back) or ``scrap`` (the vendor disposes of it); either way the
     items close without a replacement. ``note`` is optional."""
     _customer_answer(number)
-    body = _body()
+    body = json_body()
     disposition = body.get("disposition", "return")
     if disposition is None or disposition == "":
         disposition = "return"
     if disposition not in DISPOSITIONS:
-        raise _invalid("disposition", _("disposition must be \"return\" (send the faulty "
+        raise invalid("disposition", _("disposition must be \"return\" (send the faulty "
                                         "unit back) or \"scrap\"."))
-    quote = quote_service.decline_quote(_actor(), number, disposition=disposition, via="api",
+    quote = quote_service.decline_quote(api_actor(), number, disposition=disposition, via="api",
                                         note=_text(body, "note"))
     return jsonify(_quote_json(quote_service.get_quote(g.api_user, quote.number)))

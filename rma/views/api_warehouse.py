@@ -22,21 +22,21 @@ from rma.errors import problem
 from rma.models import RmaItem
 from rma.services import NotFoundError, ServiceError
 from rma.services import warehouse as wh
-from rma.services.audit import Actor
 from rma.services.catalog import customer_by_contract
 from rma.views.api import token_required
+from rma.views.api_common import (
+    ProblemRaised,
+    api_actor,
+    invalid,
+    json_body,
+    whole_arg,
+)
 
 bp = Blueprint("api_warehouse", __name__, url_prefix="/api/v1")
 
 _TITLES = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
            422: "Unprocessable Content"}
 _OK_SCANS = ("received", "already_received")
-
-
-class _BadRequest(Exception):
-    def __init__(self, response):
-        super().__init__("bad request")
-        self.response = response
 
 
 def staff_token_required(view):
@@ -48,7 +48,7 @@ def staff_token_required(view):
             return problem(403, "Forbidden", _("This endpoint is for staff tokens only."))
         try:
             return view(*args, **kwargs)
-        except _BadRequest as bad:
+        except ProblemRaised as bad:
             return bad.response
         except ServiceError as error:
             return service_problem(error)
@@ -72,29 +72,6 @@ def service_problem(error: ServiceError):
 
 def _code(error: ServiceError) -> str:
     return {403: "forbidden", 404: "unknown", 409: "conflict"}.get(error.status, "invalid")
-
-
-def _invalid(field: str, message: str):
-    return _BadRequest(problem(422, _TITLES[422], message, errors=[
-        {"item": None, "field": field, "code": "invalid", "message": message}]))
-
-
-def _body() -> dict:
-    """The JSON object sent; ``{}`` for an empty body."""
-    if not request.get_data():
-        return {}
-    body = request.get_json(force=True, silent=True)
-    if body is None:
-        raise _BadRequest(problem(400, "Malformed JSON", _("The request body is not valid "
-                                                           "JSON.")))
-    if not isinstance(body, dict):
-        raise _BadRequest(problem(422, _TITLES[422], _("The request body must be a JSON "
-                                                       "object.")))
-    return body
-
-
-def _actor() -> Actor:
-    return Actor(user=g.api_user)
 
 
 def _iso(value: date | datetime | None) -> str | None:
@@ -131,7 +108,7 @@ def item_state_json(item: RmaItem) -> dict:
 
 def _item(number: str, serial: str, action: str) -> RmaItem:
     """The role check first (403 whatever the item), then the item (404)."""
-    wh.ensure_allowed(_actor(), action)
+    wh.ensure_allowed(api_actor(), action)
     return wh.find_item(number, serial)
 
 
@@ -156,11 +133,11 @@ def receive(number: str):
     received and already received (nothing changes then); 409 for a unit not on this RMA
     (recorded as unexpected) or an item that cannot be received; 422 for a malformed
     serial."""
-    wh.ensure_allowed(_actor(), "receive")
-    serial = _body().get("serial")
+    wh.ensure_allowed(api_actor(), "receive")
+    serial = json_body().get("serial")
     if not isinstance(serial, str) or not serial.strip():
-        raise _invalid("serial", _("Send the serial number: {\"serial\": \"...\"}."))
-    result = wh.receive(_actor(), number, serial)
+        raise invalid("serial", _("Send the serial number: {\"serial\": \"...\"}."))
+    result = wh.receive(api_actor(), number, serial)
     payload = scan_json(result)
     if result.outcome in _OK_SCANS:
         return jsonify(payload)
@@ -176,16 +153,16 @@ def confirm(number: str, serial: str):
     """Confirm the fault: ``remote`` true → remotely (D-1, support), else on inspection of
     the received unit. The decision comes from the cause and the coverage at the report
     date; ``due_at`` is set where the 72-hour clock runs (R-R3)."""
-    body = _body()
+    body = json_body()
     remote = body.get("remote", False)
     if not isinstance(remote, bool):
-        raise _invalid("remote", _("remote must be true or false."))
+        raise invalid("remote", _("remote must be true or false."))
     notes = body.get("notes", "")
     item = _item(number, serial, "confirm_remote" if remote else "inspect")
     if remote:
-        item = wh.confirm_remote(_actor(), item.id, body.get("cause"), notes)
+        item = wh.confirm_remote(api_actor(), item.id, body.get("cause"), notes)
     else:
-        item = wh.inspect(_actor(), item.id, body.get("cause"), notes)
+        item = wh.inspect(api_actor(), item.id, body.get("cause"), notes)
     return jsonify(item_state_json(item))
 
 
@@ -193,36 +170,36 @@ def confirm(number: str, serial: str):
 @staff_token_required
 def request_unit(number: str, serial: str):
     """Ask the customer to send the unit back (D-1); ``notes`` are internal."""
-    body = _body()
+    body = json_body()
     item = _item(number, serial, "request_unit")
-    return jsonify(item_state_json(wh.request_unit(_actor(), item.id, body.get("notes", ""))))
+    return jsonify(item_state_json(wh.request_unit(api_actor(), item.id, body.get("notes", ""))))
 
 
 @bp.post("/rmas/<number>/items/<serial>/reject")
 @staff_token_required
 def reject(number: str, serial: str):
     """Reject the item with a ``reason`` the customer reads."""
-    body = _body()
+    body = json_body()
     item = _item(number, serial, "reject")
-    return jsonify(item_state_json(wh.reject_item(_actor(), item.id, body.get("reason"))))
+    return jsonify(item_state_json(wh.reject_item(api_actor(), item.id, body.get("reason"))))
 
 
 @bp.post("/rmas/<number>/items/<serial>/cancel")
 @staff_token_required
 def cancel(number: str, serial: str):
     """Cancel the item (e.g. the paid quote was declined) with a ``reason``."""
-    body = _body()
+    body = json_body()
     item = _item(number, serial, "cancel")
-    return jsonify(item_state_json(wh.cancel_item(_actor(), item.id, body.get("reason"))))
+    return jsonify(item_state_json(wh.cancel_item(api_actor(), item.id, body.get("reason"))))
 
 
 @bp.post("/rmas/<number>/items/<serial>/override")
 @staff_token_required
 def override(number: str, serial: str):
     """A manager overrides the decision free ↔ paid with a ``reason`` (D-6)."""
-    body = _body()
+    body = json_body()
     item = _item(number, serial, "override")
-    item = wh.override_decision(_actor(), item.id, body.get("decision"), body.get("reason"))
+    item = wh.override_decision(api_actor(), item.id, body.get("decision"), body.get("reason"))
     return jsonify(item_state_json(item))
 
 
@@ -231,9 +208,9 @@ def override(number: str, serial: str):
 def release(number: str, serial: str):
     """Finance releases a paid replacement on credit, with a ``reason``, for a customer
     with credit terms (409 otherwise); its 72-hour clock starts (D-3)."""
-    body = _body()
+    body = json_body()
     item = _item(number, serial, "release")
-    return jsonify(item_state_json(wh.release(_actor(), item.id, body.get("reason"))))
+    return jsonify(item_state_json(wh.release(api_actor(), item.id, body.get("reason"))))
 
 
 # -- shipping and delivery --------------------------------------------------------------
@@ -244,9 +221,9 @@ def ship(number: str, serial: str):
     no fault found, the customer's own unit goes back (``replacement_serial`` may be
     omitted). 409 when the spare was just shipped elsewhere or the item is not ready
     (paid and not released, D-3)."""
-    body = _body()
+    body = json_body()
     item = _item(number, serial, "ship")
-    shipment = wh.ship(_actor(), item.id, body.get("replacement_serial"), body.get("carrier"),
+    shipment = wh.ship(api_actor(), item.id, body.get("replacement_serial"), body.get("carrier"),
                        body.get("tracking_number"))
     item = shipment.item
     return jsonify({"shipment": wh.shipment_json(shipment), "item": item_state_json(item)})
@@ -254,15 +231,15 @@ def ship(number: str, serial: str):
 
 def _instant(raw: object, field: str) -> datetime:
     if not isinstance(raw, str) or not raw.strip():
-        raise _invalid(field, _("Send %(field)s as an ISO 8601 date and time with its "
+        raise invalid(field, _("Send %(field)s as an ISO 8601 date and time with its "
                                 "offset, e.g. 2026-11-25T14:30:00+08:00.", field=field))
     try:
         moment = datetime.fromisoformat(raw.strip())
     except ValueError:
-        raise _invalid(field, _("%(value)s is not an ISO 8601 date and time.",
+        raise invalid(field, _("%(value)s is not an ISO 8601 date and time.",
                                 value=repr(raw[:40]))) from None
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise _invalid(field, _("%(value)s has no time zone offset: add one, e.g. +08:00.",
+        raise invalid(field, _("%(value)s has no time zone offset: add one, e.g. +08:00.",
                                 value=repr(raw[:40])))
     return moment
 
@@ -272,32 +249,16 @@ def _instant(raw: object, field: str) -> datetime:
 def deliver(number: str, serial: str):
     """Record the delivery on site (``delivered_at`` with offset, ``received_by``): the
     72-hour clock stops; answers whether it was within target and the hours taken."""
-    body = _body()
+    body = json_body()
     item = _item(number, serial, "deliver")
     delivered_at = _instant(body.get("delivered_at"), "delivered_at")
-    result = wh.deliver(_actor(), item.id, delivered_at, body.get("received_by"),
+    result = wh.deliver(api_actor(), item.id, delivered_at, body.get("received_by"),
                         body.get("late_reason", ""))
     return jsonify({"within_target": result.within_target, "hours": result.hours,
                     "closed": result.closed, "item": item_state_json(result.item)})
 
 
 # -- the 72-hour clock ------------------------------------------------------------------
-def _whole(name: str, default: int, maximum: int | None = None) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if maximum is not None and not 1 <= value <= maximum:
-        raise _invalid(name, _("%(name)s must be a whole number from 1 to %(max)d.",
-                               name=name, max=maximum))
-    if value < 1:
-        raise _invalid(name, _("%(name)s must be a whole number of 1 or more.", name=name))
-    return value
-
-
 def replacement_json(row: wh.ReplacementRow) -> dict:
     item = row.item
     return {
@@ -324,16 +285,16 @@ def replacements():
     """Open replacements whose 72-hour clock runs, least time left first; filters
     ``state`` (on_track, at_risk, breached), ``customer`` (contract number) and
     ``status`` (confirmed, released, shipped); a page at a time."""
-    wh.ensure_allowed(_actor(), "view")
-    page = _whole("page", 1)
-    per_page = _whole("per_page", 50)
+    wh.ensure_allowed(api_actor(), "view")
+    page = whole_arg("page", 1)
+    per_page = whole_arg("per_page", 50)
     customer_id = None
     contract = request.args.get("customer", "").strip()
     if contract:
         try:
             customer_id = customer_by_contract(contract).id
         except NotFoundError:
-            raise _invalid("customer", _("%(value)s is not a known contract number.",
+            raise invalid("customer", _("%(value)s is not a known contract number.",
                                          value=repr(contract[:40]))) from None
     result = wh.replacements_page(state=request.args.get("state") or None,
                                   customer_id=customer_id,
@@ -351,8 +312,8 @@ def replacements():
 def replacement_report():
     """Monthly R-R3 figures (China months the clocks started in) and every breach with
     its reason, over the last ``months`` months (12 by default)."""
-    wh.ensure_allowed(_actor(), "view")
-    report = wh.monthly_report(months=_whole("months", 12, wh.REPORT_MONTHS_MAX))
+    wh.ensure_allowed(api_actor(), "view")
+    report = wh.monthly_report(months=whole_arg("months", 12, wh.REPORT_MONTHS_MAX))
     return jsonify({
         "since": _iso(report.since),
         "months": [{
