@@ -1047,3 +1047,344 @@ class SupportPeriod(db.Model):
         Index("ix_support_periods_customer_starts", "customer_id", "starts_on"),
         CheckConstraint("ends_on >= starts_on", name="period_range"),
     )
+
+
+# -- incidents (issue 6: R-I1..R-I7, R-C4, D-7) -----------------------------------------
+class OfficeDayKind(enum.StrEnum):
+    HOLIDAY = "holiday"  # a day off that the holiday package does not know (or overrides)
+    WORKDAY = "workday"  # a working day (e.g. a make-up day, 调休) that wins over it
+
+
+class OfficeDay(db.Model):
+    """An admin-edited day of the office calendar (R-I7); wins over ``chinesecalendar``."""
+
+    __tablename__ = "office_days"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[date] = mapped_column(Date, unique=True)
+    kind: Mapped[OfficeDayKind] = mapped_column(_enum(OfficeDayKind, "office_day_kind"))
+    note: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    def as_audit(self) -> dict[str, Any]:
+        return {"day": self.day.isoformat(), "kind": str(self.kind), "note": self.note}
+
+
+class OfficeCalendarYear(db.Model):
+    """A year whose holidays and make-up days the admin has entered in ``office_days``
+    in full: the calendar then has data for it even where the package has none."""
+
+    __tablename__ = "office_calendar_years"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    note: Mapped[str] = mapped_column(String(200), default="")
+    confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    __table_args__ = (CheckConstraint("year >= 2000 AND year <= 2200", name="year_range"),)
+
+
+class EscalationRung(db.Model):
+    """One row of the R-I4 ladder as the admin edited it. An empty table means SPEC's
+    table (``warranty.DEFAULT_ESCALATION_LADDER``)."""
+
+    __tablename__ = "escalation_rungs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    priority: Mapped[str] = mapped_column(String(16))
+    hours: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (
+        UniqueConstraint("priority", "role", name="uq_escalation_rungs_priority_role"),
+        CheckConstraint("hours >= 1 AND hours <= 8760", name="hours_range"),
+        CheckConstraint("priority IN ('urgent', 'serious', 'general')", name="priority_known"),
+    )
+
+
+class EscalationHolder(db.Model):
+    """Who holds an escalation role (R-I4), and their deputy. The account manager is per
+    customer (``customer_id`` set; a row with no customer is the fallback for customers
+    without one); the other roles are global (``customer_id`` NULL)."""
+
+    __tablename__ = "escalation_holders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    role: Mapped[str] = mapped_column(String(32))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    deputy_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, onupdate=clock.now)
+
+    customer: Mapped[Customer | None] = relationship()
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+    deputy: Mapped[User | None] = relationship(foreign_keys=[deputy_id])
+
+    __table_args__ = (
+        UniqueConstraint("role", "customer_id", name="uq_escalation_holders_role_customer"),
+        # NULLs are distinct in a unique constraint: one global holder per role needs this.
+        Index("ux_escalation_holders_global_role", "role", unique=True,
+              sqlite_where=text("customer_id IS NULL"),
+              postgresql_where=text("customer_id IS NULL")),
+        CheckConstraint(
+            "role IN ('account_manager', 'technical_lead', 'service_director', 'cto', "
+            "'president')", name="role_known"),
+        CheckConstraint("customer_id IS NULL OR role = 'account_manager'",
+                        name="only_account_manager_per_customer"),
+        CheckConstraint("deputy_id IS NULL OR deputy_id <> user_id", name="deputy_not_holder"),
+    )
+
+    def as_audit(self) -> dict[str, Any]:
+        return {"role": self.role, "customer_id": self.customer_id, "user_id": self.user_id,
+                "deputy_id": self.deputy_id}
+
+
+class IncidentPriority(enum.StrEnum):
+    URGENT = "urgent"
+    SERIOUS = "serious"
+    GENERAL = "general"
+
+
+class IncidentStatus(enum.StrEnum):
+    NEW = "new"  # reported; nobody has contacted the customer yet (R-I1 clock runs)
+    CONTACTED = "contacted"  # contacted and an engineer assigned; diagnosis due (R-I2)
+    DIAGNOSED = "diagnosed"  # diagnosis given; resolution due
+    RESOLVED = "resolved"  # final: no more escalation
+
+
+class SupportMode(enum.StrEnum):
+    PHONE = "phone"  # phone or e-mail (R-I5: minor)
+    REMOTE = "remote"  # remote login or guiding the customer (R-I5: normal)
+    ONSITE = "onsite"  # on site (R-I5: severe; R-I6)
+
+
+class IncidentChannel(enum.StrEnum):
+    PORTAL = "portal"
+    API = "api"
+    PHONE = "phone"
+    EMAIL = "email"
+
+
+class Incident(db.Model):
+    """A fault report with its targets (R-I1, R-I2, resolution) and escalation (R-I4).
+
+    The ``*_due_at`` columns are computed by ``warranty.incidents`` from ``reported_at``,
+    the priority, the policy's clocks (D-7) and the office calendar (R-I7), and are
+    recomputed from ``reported_at`` on a priority change. ``next_due_at`` is the earliest
+    due time of a target not yet met (NULL once resolved): the queue sorts on it.
+    """
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)  # INC-2026-000001
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    priority: Mapped[IncidentPriority] = mapped_column(_enum(IncidentPriority, "incident_priority"))
+    status: Mapped[IncidentStatus] = mapped_column(
+        _enum(IncidentStatus, "incident_status"), default=IncidentStatus.NEW)
+    support_mode: Mapped[SupportMode] = mapped_column(
+        _enum(SupportMode, "support_mode"), default=SupportMode.PHONE)
+    channel: Mapped[IncidentChannel] = mapped_column(_enum(IncidentChannel, "incident_channel"))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    reporter_name: Mapped[str] = mapped_column(String(200), default="")
+    reporter_contact: Mapped[str] = mapped_column(String(254), default="")  # phone or e-mail
+    language: Mapped[str] = mapped_column(String(8), default="zh_CN")  # of its e-mails
+    reported_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime)  # every clock counts from it
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, onupdate=clock.now)
+    engineer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    contacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    diagnosed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    diagnosis: Mapped[str] = mapped_column(Text, default="")
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolution: Mapped[str] = mapped_column(Text, default="")
+    contact_due_at: Mapped[datetime] = mapped_column(UTCDateTime)  # R-I1
+    diagnosis_due_at: Mapped[datetime] = mapped_column(UTCDateTime)  # R-I2
+    resolution_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The highest rung reached so far (R-I4): its role and hours; NULL before the first.
+    escalated_role: Mapped[str | None] = mapped_column(String(32))
+    escalated_hours: Mapped[int | None] = mapped_column(Integer)
+
+    customer: Mapped[Customer] = relationship()
+    engineer: Mapped[User | None] = relationship(foreign_keys=[engineer_id])
+    reported_by: Mapped[User | None] = relationship(foreign_keys=[reported_by_id])
+    units: Mapped[list[Unit]] = relationship(secondary="incident_units", order_by="Unit.serial")
+    product_models: Mapped[list[ProductModel]] = relationship(
+        secondary="incident_models", order_by="ProductModel.code")
+    events: Mapped[list[IncidentEvent]] = relationship(
+        back_populates="incident", order_by="IncidentEvent.id", cascade="all, delete-orphan")
+    alerts: Mapped[list[IncidentAlert]] = relationship(
+        back_populates="incident", order_by="IncidentAlert.id", cascade="all, delete-orphan")
+    visits: Mapped[list[OnsiteVisit]] = relationship(
+        back_populates="incident", order_by="OnsiteVisit.id", cascade="all, delete-orphan")
+
+    __table_args__ = (
+        Index("ix_incidents_customer_reported", "customer_id", "reported_at"),
+        Index("ix_incidents_status_next_due", "status", "next_due_at"),
+        Index("ix_incidents_engineer_status", "engineer_id", "status"),
+        Index("ix_incidents_reported_at", "reported_at"),
+        CheckConstraint("language IN ('zh_CN', 'en')", name="language_known"),
+    )
+
+    def as_audit(self) -> dict[str, Any]:
+        def iso(moment: datetime | None) -> str | None:
+            return moment.isoformat() if moment else None
+        return {
+            "number": self.number,
+            "customer_id": self.customer_id,
+            "priority": str(self.priority),
+            "status": str(self.status),
+            "support_mode": str(self.support_mode),
+            "engineer_id": self.engineer_id,
+            "reported_at": iso(self.reported_at),
+            "contact_due_at": iso(self.contact_due_at),
+            "diagnosis_due_at": iso(self.diagnosis_due_at),
+            "resolution_due_at": iso(self.resolution_due_at),
+            "contacted_at": iso(self.contacted_at),
+            "diagnosed_at": iso(self.diagnosed_at),
+            "resolved_at": iso(self.resolved_at),
+            "escalated_role": self.escalated_role,
+        }
+
+
+incident_units = db.Table(
+    "incident_units",
+    db.Column("incident_id", ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True),
+    db.Column("unit_id", ForeignKey("units.id"), primary_key=True),
+    Index("ix_incident_units_unit_id", "unit_id"),
+)
+
+incident_models = db.Table(
+    "incident_models",
+    db.Column("incident_id", ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True),
+    db.Column("model_id", ForeignKey("product_models.id"), primary_key=True),
+)
+
+
+class IncidentEvent(db.Model):
+    """The incident's timeline, rendered from ``kind`` and ``data`` in the reader's
+    language; ``public`` events are shown to the customer. The audit record (R-R4) is
+    ``AuditEvent``, written in the same transaction."""
+
+    __tablename__ = "incident_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    kind: Mapped[str] = mapped_column(String(40))
+    public: Mapped[bool] = mapped_column(default=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_label: Mapped[str] = mapped_column(String(254), default="")
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+
+    incident: Mapped[Incident] = relationship(back_populates="events")
+
+
+class IncidentAlert(db.Model):
+    """A notification that must go out exactly once per incident: an escalation rung
+    (``kind`` "escalation", ``key`` the role, R-I4), a breach warning (``kind`` "warning",
+    ``key`` the target, at 80 %), a missing daily brief (``kind`` "brief_overdue", ``key``
+    "<visit id>:<date>", R-I6). The unique (incident, kind, key) is what makes a second
+    tick, or a tick on a second machine, a no-op."""
+
+    __tablename__ = "incident_alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    key: Mapped[str] = mapped_column(String(64))
+    hours: Mapped[int | None] = mapped_column(Integer)  # escalation: the rung's hours
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when it was due to fire
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Who was told: [{"user_id", "email", "as": "holder"|"deputy"|"engineer"}]
+    recipients: Mapped[list] = mapped_column(JSON, default=list)
+
+    incident: Mapped[Incident] = relationship(back_populates="alerts")
+
+    __table_args__ = (
+        UniqueConstraint("incident_id", "kind", "key", name="uq_incident_alerts_once"),
+        Index("ix_incident_alerts_fired_at", "fired_at"),
+    )
+
+
+class OnsiteKind(enum.StrEnum):
+    EMERGENCY = "emergency"  # R-I6: arrival within 8 hours, daily briefs, final report
+    CHANGE = "change"  # R-C4: customer-side change; 1 free visit per contract year
+
+
+class OnsiteVisit(db.Model):
+    """An on-site response (R-I6) or a visit for a customer-side change (R-C4)."""
+
+    __tablename__ = "onsite_visits"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    kind: Mapped[OnsiteKind] = mapped_column(_enum(OnsiteKind, "onsite_kind"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    arrival_due_at: Mapped[datetime] = mapped_column(UTCDateTime)  # R-I6: +8 h (D-7 clock)
+    arrived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    engineer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    site_address: Mapped[str] = mapped_column(Text, default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    final_report: Mapped[str] = mapped_column(Text, default="")  # required to end (R-I6)
+    # R-C4: the contract year the visit counts in, and whether it is over the free quota.
+    contract_year_start: Mapped[date | None] = mapped_column(Date)
+    chargeable: Mapped[bool] = mapped_column(default=False)
+
+    incident: Mapped[Incident] = relationship(back_populates="visits")
+    engineer: Mapped[User | None] = relationship()
+    briefs: Mapped[list[DailyBrief]] = relationship(
+        back_populates="visit", order_by="DailyBrief.day", cascade="all, delete-orphan")
+
+    __table_args__ = (
+        Index("ix_onsite_visits_open", "ended_at", "arrival_due_at"),
+        CheckConstraint("ended_at IS NULL OR final_report <> ''", name="ended_has_report"),
+    )
+
+    def as_audit(self) -> dict[str, Any]:
+        def iso(moment: datetime | None) -> str | None:
+            return moment.isoformat() if moment else None
+        return {"incident_id": self.incident_id, "kind": str(self.kind),
+                "requested_at": iso(self.requested_at), "arrival_due_at": iso(self.arrival_due_at),
+                "arrived_at": iso(self.arrived_at), "ended_at": iso(self.ended_at),
+                "engineer_id": self.engineer_id, "chargeable": bool(self.chargeable)}
+
+
+class DailyBrief(db.Model):
+    """The brief report due for each China-time day of an on-site response (R-I6)."""
+
+    __tablename__ = "daily_briefs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("onsite_visits.id"))
+    day: Mapped[date] = mapped_column(Date)
+    text: Mapped[str] = mapped_column(Text)
+    filed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    filed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    visit: Mapped[OnsiteVisit] = relationship(back_populates="briefs")
+
+    __table_args__ = (UniqueConstraint("visit_id", "day", name="uq_daily_briefs_visit_day"),)
+
+
+class Notification(db.Model):
+    """An in-app notice to a staff user (escalations, breach warnings, overdue briefs),
+    rendered from ``kind`` and ``data`` in the reader's language."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"))
+    kind: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    incident: Mapped[Incident | None] = relationship()
+
+    __table_args__ = (Index("ix_notifications_user_read", "user_id", "read_at", "created_at"),)
