@@ -47,6 +47,14 @@ DEFAULT_ESCALATION_LADDER: tuple[tuple[int, str, str], ...] = (
     (72, "general", "president"),
 )
 
+#: The resolution target per priority: the hour of the ladder's top rung (R-I4). It runs
+#: on the "escalation" clock (both count hours since the report until resolved, D-7).
+DEFAULT_RESOLUTION_TARGET_HOURS: tuple[tuple[str, int], ...] = (
+    ("urgent", 24),
+    ("serious", 48),
+    ("general", 72),
+)
+
 #: D-7: every target runs on calendar hours by default.
 DEFAULT_TARGET_CLOCK: tuple[tuple[str, str], ...] = tuple((t, "calendar") for t in CLOCK_TARGETS)
 
@@ -106,6 +114,8 @@ class Policy:
     office_day_end: time = time(18)  # R-I7
     target_clock: tuple[tuple[str, str], ...] = DEFAULT_TARGET_CLOCK  # D-7
     escalation_ladder: tuple[tuple[int, str, str], ...] = DEFAULT_ESCALATION_LADDER  # R-I4
+    resolution_target_hours: tuple[tuple[str, int], ...] = DEFAULT_RESOLUTION_TARGET_HOURS
+    breach_warning_percent: int = 80  # issue 6: warn before a target is breached
     serial_min_length: int = 4  # D-8
     serial_max_length: int = 32  # D-8
 
@@ -116,6 +126,11 @@ class Policy:
         set_(self, "office_day_end", self._checked_time("office_day_end"))
         set_(self, "target_clock", self._checked_target_clock(self.target_clock))
         set_(self, "escalation_ladder", self._checked_ladder(self.escalation_ladder))
+        set_(
+            self,
+            "resolution_target_hours",
+            self._checked_resolution_hours(self.resolution_target_hours),
+        )
         self._check_scalars()
 
     # -- validation ---------------------------------------------------------------
@@ -146,6 +161,11 @@ class Policy:
             raise PolicyError("office_day_start must be earlier than office_day_end")
         if self.serial_min_length > self.serial_max_length:
             raise PolicyError("serial_min_length must not exceed serial_max_length")
+        percent = self.breach_warning_percent
+        if not is_whole_number(percent) or not 1 <= percent <= 99:
+            raise PolicyError(
+                f"breach_warning_percent must be a whole number 1..99, not {percent!r}"
+            )
 
     @staticmethod
     def _checked_vat_rate(value: object) -> Decimal:
@@ -211,6 +231,29 @@ class Policy:
             seen.add((priority, role))
         return rows
 
+    @staticmethod
+    def _checked_resolution_hours(value: object) -> tuple[tuple[str, int], ...]:
+        try:
+            pairs = dict(value.items() if isinstance(value, Mapping) else value)
+        except (TypeError, ValueError) as exc:
+            raise PolicyError("resolution_target_hours must map priorities to hours") from exc
+        unknown = sorted(set(pairs) - set(PRIORITIES), key=str)
+        if unknown:
+            raise PolicyError(
+                f"resolution_target_hours names unknown priority(ies) "
+                f"{', '.join(map(repr, unknown))}; known: {', '.join(PRIORITIES)}"
+            )
+        missing = [p for p in PRIORITIES if p not in pairs]
+        if missing:
+            raise PolicyError(f"resolution_target_hours has no hours for {', '.join(missing)}")
+        for priority, hours in pairs.items():
+            if not is_whole_number(hours) or hours < 1:
+                raise PolicyError(
+                    f"resolution_target_hours[{priority!r}] must be a whole number >= 1, "
+                    f"not {hours!r}"
+                )
+        return tuple((str(p), pairs[p]) for p in PRIORITIES)
+
     # -- use ----------------------------------------------------------------------
 
     def with_overrides(self, **overrides: object) -> Policy:
@@ -249,6 +292,17 @@ class Policy:
         return tuple(
             sorted((hours, role) for hours, p, role in self.escalation_ladder if p == priority)
         )
+
+    def resolution_hours(self, priority: str) -> int:
+        """Return the hours allowed to resolve an incident of ``priority`` (R-I4: the hour
+        of the ladder's top rung by default; counted on the "escalation" clock, D-7).
+
+        Raises :class:`PolicyError` for a priority not in ``PRIORITIES`` (R-I3).
+        """
+        for name, hours in self.resolution_target_hours:
+            if name == priority:
+                return hours
+        raise PolicyError(f"unknown priority {priority!r}")
 
 
 #: The policy with every default of SPEC.md.

@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
 from ._checks import require_date
+from .calendar import OfficeCalendar
 from .errors import FactError, NaiveDatetimeError, PolicyError
 from .policy import DEFAULT_POLICY, Policy
 
@@ -47,21 +48,29 @@ def _require_aware(name: str, value: object) -> datetime:
     return value
 
 
-def replacement_due(started_at: datetime, policy: Policy = DEFAULT_POLICY) -> datetime:
+def replacement_due(
+    started_at: datetime,
+    policy: Policy = DEFAULT_POLICY,
+    calendar: OfficeCalendar | None = None,
+) -> datetime:
     """Return when a replacement must be on site: ``started_at`` plus
-    ``policy.replacement_target_hours`` (72) elapsed calendar hours (R-R3, D-7), in UTC.
+    ``policy.replacement_target_hours`` (72) hours on the replacement's clock (R-R3, D-7),
+    in UTC.
 
-    Elapsed hours, not wall-clock hours: across a daylight-saving change the result is
-    still exactly 72 hours later. Raises :class:`NaiveDatetimeError` for a naive
-    ``started_at`` and :class:`PolicyError` when the policy puts the replacement target
-    on office hours (D-7): the core has no office-hours calendar yet.
+    Calendar clock (the default): elapsed hours, not wall-clock hours: across a
+    daylight-saving change the result is still exactly 72 hours later. Office clock
+    (D-7): office hours of ``calendar`` (R-I7). Raises :class:`NaiveDatetimeError` for a
+    naive ``started_at`` and :class:`PolicyError` when the policy puts the replacement
+    target on office hours but no ``calendar`` is given.
     """
     _require_aware("started_at", started_at)
     if policy.clock_for("replacement") != "calendar":
-        raise PolicyError(
-            "the replacement target runs on calendar hours only; "
-            "office hours (D-7) are not supported for it"
-        )
+        if calendar is None:
+            raise PolicyError(
+                "the replacement target runs on office hours (D-7): "
+                "pass an office calendar, or put it back on calendar hours"
+            )
+        return calendar.add_office_hours(started_at, policy.replacement_target_hours)
     return started_at.astimezone(UTC) + timedelta(hours=policy.replacement_target_hours)
 
 
