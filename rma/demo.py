@@ -12,6 +12,8 @@ from rma import clock
 from rma.extensions import db
 from rma.models import (
     Customer,
+    EscalationHolder,
+    Incident,
     PriceEntry,
     ProductModel,
     RegistrationApplication,
@@ -75,6 +77,28 @@ PRICES = [
     ("vat", None, "0.13"),
 ]
 
+# Escalation role holders (issue 6, R-I4), all staff of role manager. Deputies are told
+# too; the account manager is per customer (row 0 for the first demo customer, row 1 the
+# fallback for the others).
+ESCALATION_USERS = [
+    # e-mail, password, language, full name
+    ("am@demo.example", "demo-am-2026", "zh_CN", "王客户经理"),
+    ("am2@demo.example", "demo-am2-2026", "en", "Lucy Account"),
+    ("lead@demo.example", "demo-lead-2026", "zh_CN", "赵技术主管"),
+    ("director@demo.example", "demo-director-2026", "zh_CN", "钱服务总监"),
+    ("cto@demo.example", "demo-cto-2026", "en", "Chris CTO"),
+    ("president@demo.example", "demo-president-2026", "zh_CN", "孙总裁"),
+]
+ESCALATION_HOLDERS = [
+    # role, holder, deputy, customer index (None: global / fallback)
+    ("account_manager", "am@demo.example", "am2@demo.example", 0),
+    ("account_manager", "am2@demo.example", "am@demo.example", None),
+    ("technical_lead", "lead@demo.example", "support@demo.example", None),
+    ("service_director", "director@demo.example", "manager@demo.example", None),
+    ("cto", "cto@demo.example", "director@demo.example", None),
+    ("president", "president@demo.example", "cto@demo.example", None),
+]
+
 UNITS_PER_CUSTOMER = 1500
 SPARES = {"TK3": 200, "TK5": 100}
 
@@ -108,6 +132,10 @@ def load_demo(echo: Callable[[str], None] = print) -> list[tuple[str, str, str]]
     if not db.session.scalar(select(func.count(Rma.id))):
         rma = _demo_rma(customers[0])
         echo(f"opened demo {rma.number} for {customers[0].name}")
+    _load_escalation(actor, customers)
+    if not db.session.scalar(select(func.count(Incident.id))):
+        numbers = _demo_incidents(customers)
+        echo(f"added demo incidents {', '.join(numbers)}")
     if not db.session.scalar(select(func.count(RegistrationApplication.id))):
         submit_application(
             "西南示范证券有限公司", "四川省成都市高新区天府大道 100 号", "王芳",
@@ -115,7 +143,8 @@ def load_demo(echo: Callable[[str], None] = print) -> list[tuple[str, str, str]]
             accepted_on=None, language="zh_CN",
         )
         echo("added a pending registration application for staff to review")
-    return [(email, password, role) for email, role, _, password, _ in USERS]
+    return ([(email, password, role) for email, role, _, password, _ in USERS]
+            + [(email, password, "manager") for email, password, _, _ in ESCALATION_USERS])
 
 
 def _load_billing(actor: Actor, customers: list[Customer]) -> None:
@@ -202,3 +231,76 @@ def _load_units(actor: Actor, models: dict, customers: list[Customer]) -> int:
     record(actor, "units.imported", "import", "demo-data", None, {"inserted": len(rows)})
     db.session.commit()
     return len(rows)
+
+
+def _load_escalation(actor: Actor, customers: list[Customer]) -> None:
+    """The escalation role holders (R-I4) and their deputies, once."""
+    from rma.services.escalation_setup import set_holder
+
+    for email, password, language, full_name in ESCALATION_USERS:
+        if db.session.scalar(select(User.id).where(User.email == email)) is None:
+            user = create_user(actor, email, "manager", password, None, language)
+            user.full_name = full_name
+            db.session.commit()
+    if db.session.scalar(select(func.count(EscalationHolder.id))):
+        return
+    ids = dict(db.session.execute(select(User.email, User.id)).all())
+    for role, holder, deputy, index in ESCALATION_HOLDERS:
+        set_holder(actor, role, ids[holder], ids[deputy],
+                   customers[index].id if index is not None else None)
+
+
+def _demo_incidents(customers: list[Customer]) -> list[str]:
+    """A few incidents in different states (issue 6), through the services (audited, with
+    their e-mails): new, contacted, diagnosed, on site with a brief, resolved."""
+    from rma.services import incidents as svc
+
+    support = db.session.scalar(select(User).where(User.email == "support@demo.example"))
+    customer_user = db.session.scalar(select(User).where(User.email == "customer2@demo.example"))
+    staff = Actor(user=support)
+    now = clock.now()
+
+    def serial(customer: Customer) -> str:
+        return db.session.scalar(select(Unit.serial).where(Unit.customer_id == customer.id)
+                                 .order_by(Unit.serial).limit(1))
+
+    hd, nw = customers
+    fresh = svc.report_incident(
+        staff, customer=hd, priority="urgent", title="动态口令认证服务器无法登录",
+        description="网银登录全部失败，认证服务器无响应。", serials=[serial(hd)],
+        channel="phone", reporter_name="张伟", reporter_contact="+86 21 6000 0000",
+        reported_at=now - timedelta(minutes=20))
+    contacted = svc.report_incident(
+        Actor(user=customer_user), customer=nw, priority="serious",
+        title="Token codes rejected for some users",
+        description="About 5 % of users get 'wrong code' since this morning.",
+        serials=[serial(nw)], channel="portal", reporter_name="Emma Lee")
+    svc.contact_customer(staff, contacted)
+    diagnosed = svc.report_incident(
+        staff, customer=hd, priority="general", title="咨询：令牌批量导入格式",
+        description="请提供批量导入令牌的 CSV 格式说明。", channel="email",
+        reporter_name="李娜", reporter_contact="li.na@hdbank.demo.example",
+        reported_at=now - timedelta(hours=5))
+    svc.contact_customer(staff, diagnosed)
+    svc.record_diagnosis(staff, diagnosed, "格式说明见附件；字段为 serial, model, lot。")
+    onsite = svc.report_incident(
+        staff, customer=nw, priority="urgent", title="Authentication appliance down",
+        description="The primary appliance does not boot; the standby carries the load.",
+        channel="phone", reporter_name="Emma Lee", reporter_contact="emma@northwind.demo.example",
+        reported_at=now - timedelta(hours=26))
+    svc.contact_customer(staff, onsite)
+    svc.record_diagnosis(staff, onsite, "Failed system disk; replacement needed on site.")
+    visit = svc.request_onsite(staff, onsite, requested_at=now - timedelta(hours=25),
+                               site_address="88 Harbour Road, Shenzhen, server room B2")
+    svc.record_arrival(staff, visit, now - timedelta(hours=20))
+    arrived_on = clock.to_local(now - timedelta(hours=20)).date()
+    svc.file_daily_brief(staff, visit, arrived_on,
+                         "Disk replaced, appliance rebuilt; monitoring the cluster.")
+    resolved = svc.report_incident(
+        staff, customer=hd, priority="general", title="令牌时间漂移",
+        description="个别令牌需要多次尝试才能通过。", serials=[serial(hd)], channel="phone",
+        reporter_name="张伟", reported_at=now - timedelta(days=2))
+    svc.contact_customer(staff, resolved)
+    svc.record_diagnosis(staff, resolved, "令牌时钟漂移，已在服务器端重新同步。")
+    svc.resolve_incident(staff, resolved, "已重新同步令牌，客户确认恢复正常。")
+    return [i.number for i in (fresh, contacted, diagnosed, onsite, resolved)]

@@ -177,9 +177,9 @@ def test_demo_data_is_idempotent_and_prints_logins(runner):
     with runner.app.app_context():
         assert counts == tuple(db.session.scalar(select(func.count(t.id))) for t in tables)
     units, users, rmas, items, applications, mails = counts
-    assert units > 3000 and users == 7
+    assert units > 3000 and users == 13
     # A demo RMA with one token in warranty and one out, its e-mail, and an application.
-    assert (rmas, items, applications) == (1, 2, 1) and mails == 2
+    assert (rmas, items, applications) == (1, 2, 1) and mails == 11
     assert coverage == [False, True]
     assert sorted(admins) == ["customer2@demo.example", "customer@demo.example"]
     client = runner.app.test_client()
