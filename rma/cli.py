@@ -19,7 +19,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from rma.services import ServiceError, quotes, replacement_jobs
+from rma.services import ServiceError, incident_jobs, quotes, replacement_jobs
 from rma.services.audit import Actor
 
 
@@ -286,6 +286,9 @@ TICK_JOBS: list[TickJob] = [
     TickJob("at-risk", replacement_jobs.at_risk_job, replacement_jobs.check_settings),
     TickJob("unit-overdue", replacement_jobs.unit_overdue_job),
     TickJob("quote-expiry", quotes.expire_quotes_job),
+    TickJob("escalation", incident_jobs.escalation_job),
+    TickJob("incident-warnings", incident_jobs.warning_job),
+    TickJob("daily-briefs", incident_jobs.brief_job),
     TickJob("mail", _mail_job, _check_mail),
 ]
 
