@@ -78,6 +78,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(warehouse_pages.bp)
     from rma.views import finance as finance_pages  # issue 5: staff finance pages
     app.register_blueprint(finance_pages.bp)
+    from rma.views import api_incidents, portal_incidents  # issue 6: portal + API (helper E)
+    app.register_blueprint(portal_incidents.bp)
+    app.register_blueprint(api_incidents.bp)
+    csrf.exempt(api_incidents.bp)
+    from rma.views import admin_incidents, support  # issue 6: staff incident pages
+    app.register_blueprint(support.bp)
+    app.register_blueprint(admin_incidents.bp)
     csrf.exempt(api.bp)
     csrf.exempt(api_warehouse.bp)
     csrf.exempt(finance_api.bp)
