@@ -862,6 +862,297 @@ def _finance_paths() -> dict:
     }
 
 
+# -- issue 6: incidents, on-site visits (rma/views/api_incidents.py) --------------------
+_INCIDENT_NUMBER = {"type": "string", "pattern": "^INC-[0-9]{4}-[0-9]{6}$",
+                    "examples": ["INC-2026-000001"]}
+INCIDENT_PRIORITIES = ["urgent", "serious", "general"]
+INCIDENT_STATUSES = ["new", "contacted", "diagnosed", "resolved"]
+SUPPORT_MODES = ["phone", "remote", "onsite"]
+_PERSON = {"type": ["object", "null"], "properties": {"id": {"type": "integer"},
+                                                      "name": {"type": "string"}}}
+_INSTANT = {"type": "string", "format": "date-time"}
+
+DEADLINE = {
+    "type": "object",
+    "required": ["target", "due_at", "clock", "state", "breached", "calendar_warning"],
+    "properties": {
+        "target": {"type": "string",
+                   "enum": ["contact", "diagnosis", "resolution", "onsite_arrival"],
+                   "description": "contact: R-I1 (30 min), diagnosis: R-I2 (24 h), "
+                                  "resolution: the ladder's top rung (R-I4), onsite_arrival: "
+                                  "R-I6 (8 h) of the open or last visit"},
+        "due_at": _INSTANT,
+        "done_at": _DATE_TIME,
+        "clock": {"type": "string", "enum": ["calendar", "office"],
+                  "description": "calendar hours (7x24) or office hours, by setting (D-7)"},
+        "state": {"type": "string", "enum": ["on_track", "warning", "breached", "met", "missed"]},
+        "breached": {"type": "boolean", "description": "Due time passed before it was done"},
+        "remaining_seconds": {"type": "integer", "description": "Negative when overdue"},
+        "calendar_warning": {"type": ["string", "null"],
+                             "description": "Set when an office-hours clock crossed a year "
+                                            "without holiday data (R-I7)"},
+    },
+}
+ESCALATION = {
+    "type": "object", "description": "A rung of the R-I4 ladder (staff tokens only)",
+    "required": ["hours", "role", "due_at", "fired_at"],
+    "properties": {
+        "hours": {"type": "integer"},
+        "role": {"type": "string", "enum": ["account_manager", "technical_lead",
+                                            "service_director", "cto", "president"]},
+        "due_at": _INSTANT, "fired_at": _DATE_TIME, "fired": {"type": "boolean"},
+        "recipients": {"type": "array", "items": {}},
+    },
+}
+VISIT = {
+    "type": "object",
+    "required": ["id", "kind", "requested_at", "arrival_due_at", "arrived_at", "ended_at",
+                 "chargeable", "briefs"],
+    "properties": {
+        "id": {"type": "integer"},
+        "kind": {"type": "string", "enum": ["emergency", "change"]},
+        "requested_at": _INSTANT,
+        "arrival_due_at": {**_INSTANT, "description": "R-I6: 8 hours after the request"},
+        "arrived_at": _DATE_TIME, "ended_at": _DATE_TIME,
+        "engineer": _PERSON,
+        "site_address": {"type": "string"}, "note": {"type": "string"},
+        "chargeable": {"type": "boolean",
+                       "description": "R-C4: a second change visit in the contract year"},
+        "contract_year_start": {"type": ["string", "null"], "format": "date"},
+        "briefs": {"type": "array", "items": {"type": "object", "properties": {
+            "day": {"type": "string", "format": "date"}, "text": {"type": "string"},
+            "filed_at": _INSTANT}}},
+        "final_report": {"type": "string"},
+        "report_url": {"type": ["string", "null"], "format": "uri",
+                       "description": "The final report as PDF, once the visit ended"},
+    },
+}
+INCIDENT_SUMMARY = {
+    "type": "object",
+    "required": ["number", "customer", "priority", "status", "title", "reported_at", "url"],
+    "properties": {
+        "number": _INCIDENT_NUMBER,
+        "customer": {"type": "object", "properties": {"name": {"type": "string"},
+                                                      "contract_number": {"type": "string"}}},
+        "priority": {"type": "string", "enum": INCIDENT_PRIORITIES},
+        "status": {"type": "string", "enum": INCIDENT_STATUSES},
+        "support_mode": {"type": "string", "enum": SUPPORT_MODES},
+        "title": {"type": "string"},
+        "reported_at": {**_INSTANT, "description": "Every deadline counts from it"},
+        "engineer": _PERSON,
+        "next_due_at": _DATE_TIME,
+        "url": {"type": "string", "format": "uri"},
+    },
+}
+INCIDENT = {
+    "allOf": [{"$ref": "#/components/schemas/IncidentSummary"}, {
+        "type": "object",
+        "required": ["deadlines", "visits", "timeline"],
+        "properties": {
+            "channel": {"type": "string", "enum": ["portal", "api", "phone", "email"]},
+            "description": {"type": "string"},
+            "reporter_name": {"type": "string"}, "reporter_contact": {"type": "string"},
+            "language": {"type": "string", "enum": ["zh_CN", "en"]},
+            "serials": {"type": "array", "items": {"type": "string"}},
+            "product_models": {"type": "array", "items": {"type": "string"}},
+            "contacted_at": _DATE_TIME, "diagnosed_at": _DATE_TIME,
+            "diagnosis": {"type": "string"},
+            "resolved_at": _DATE_TIME, "resolution": {"type": "string"},
+            "deadlines": {"type": "array", "items": {"$ref": "#/components/schemas/Deadline"}},
+            "calendar_warnings": {"type": "array", "items": {"type": "string"}},
+            "visits": {"type": "array", "items": {"$ref": "#/components/schemas/OnsiteVisit"}},
+            "timeline": {"type": "array", "items": {"type": "object", "properties": {
+                "at": _INSTANT, "kind": {"type": "string"}, "text": {"type": "string"},
+                "public": {"type": "boolean"}}},
+                "description": "Customers see the public entries only"},
+            "escalated_role": {"type": ["string", "null"], "description": "Staff only"},
+            "escalations": {"type": "array",
+                            "items": {"$ref": "#/components/schemas/Escalation"},
+                            "description": "Staff only: every rung, fired or not"},
+        },
+    }],
+}
+INCIDENT_PAGE = {
+    "type": "object",
+    "required": ["items", "page", "per_page", "total", "pages"],
+    "properties": {
+        "items": {"type": "array", "items": {"$ref": "#/components/schemas/IncidentSummary"}},
+        "page": {"type": "integer", "minimum": 1},
+        "per_page": {"type": "integer", "minimum": 1, "maximum": 100},
+        "total": {"type": "integer", "minimum": 0},
+        "pages": {"type": "integer", "minimum": 1},
+    },
+}
+INCIDENT_REQUEST = {
+    "type": "object",
+    "required": ["priority", "title", "description"],
+    "properties": {
+        "priority": {"type": "string", "enum": INCIDENT_PRIORITIES,
+                     "description": "R-I3. urgent: business system crashed or severely "
+                                    "degraded for security reasons, a regional uplink down, a "
+                                    "public service stopped. serious: internal "
+                                    "business-support systems unstable, part of a service "
+                                    "down. general: normal use not stopped; consultation, "
+                                    "documentation, technical assistance"},
+        "title": {"type": "string", "maxLength": 200},
+        "description": {"type": "string", "maxLength": 10000},
+        "serials": {"type": "array", "items": {"type": "string"},
+                    "description": "Units of the customer (a text with one per line is "
+                                   "accepted too)"},
+        "model_codes": {"type": "array", "items": {"type": "string"}},
+        "reporter_name": {"type": "string", "maxLength": 200},
+        "reporter_contact": {"type": "string", "maxLength": 254},
+        "language": {"type": "string", "enum": ["zh_CN", "en"]},
+        "customer_contract": {"type": "string",
+                              "description": "Staff tokens only, and required for them"},
+        "reported_at": {**_INSTANT,
+                        "description": "Staff tokens only: when the customer called, with "
+                                       "its offset; not in the future, at most 7 days back. "
+                                       "Default: now"},
+    },
+}
+INCIDENT_SCHEMAS = {
+    "Deadline": DEADLINE, "Escalation": ESCALATION, "OnsiteVisit": VISIT,
+    "IncidentSummary": INCIDENT_SUMMARY, "Incident": INCIDENT, "IncidentPage": INCIDENT_PAGE,
+    "IncidentRequest": INCIDENT_REQUEST,
+}
+
+# action → (summary, body properties, required, staff only, success status)
+_INCIDENT_ACTIONS = {
+    "contact": ("R-I1: the customer was contacted and an engineer assigned (default: the "
+                "token's user)",
+                {"engineer_id": {"type": "integer"}, "note": {"type": "string"}}, [], True, "200"),
+    "diagnosis": ("R-I2: the diagnosis given to the customer",
+                  {"diagnosis": {"type": "string"}}, ["diagnosis"], True, "200"),
+    "priority": ("D-7: change the priority; every deadline is recomputed from reported_at",
+                 {"priority": {"type": "string", "enum": INCIDENT_PRIORITIES},
+                  "reason": {"type": "string", "maxLength": 2000}},
+                 ["priority", "reason"], True, "200"),
+    "support-mode": ("R-I5: phone or e-mail, remote login, on site",
+                     {"mode": {"type": "string", "enum": SUPPORT_MODES},
+                      "note": {"type": "string"}}, ["mode"], True, "200"),
+    "onsite": ("R-I6: request on-site help (customer or staff); the 8-hour arrival clock "
+               "starts. R-C4: the second change visit in a contract year is chargeable",
+               {"kind": {"type": "string", "enum": ["emergency", "change"],
+                         "default": "emergency"},
+                "requested_at": {**_INSTANT, "description": "Staff only; default now"},
+                "site_address": {"type": "string"}, "note": {"type": "string"}},
+               [], False, "201"),
+    "resolve": ("Resolved (no open on-site visit); escalation stops",
+                {"resolution": {"type": "string"}}, ["resolution"], True, "200"),
+    "notes": ("A note on the timeline: a customer's is public; staff choose with `public`",
+              {"text": {"type": "string"}, "public": {"type": "boolean", "default": False}},
+              ["text"], False, "201"),
+}
+_VISIT_ACTIONS = {
+    "arrival": ("The engineer arrived on site (R-I6)",
+                {"arrived_at": {**_INSTANT, "description": "Default now"}}, []),
+    "briefs": ("The daily brief of one China-time day of the visit (R-I6)",
+               {"day": {"type": "string", "format": "date"}, "text": {"type": "string"}},
+               ["day", "text"]),
+    "end": ("End the response with the final report; the customer gets it as PDF (R-I6)",
+            {"final_report": {"type": "string"}}, ["final_report"]),
+}
+
+
+def _incident_paths() -> dict:
+    number = {"name": "number", "in": "path", "required": True, "schema": _INCIDENT_NUMBER}
+    visit = {"name": "visit_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    common = {
+        "400": _problem_response("The body is not JSON"),
+        "401": _UNAUTHORIZED,
+        "404": _problem_response("No such incident or visit, or another customer's "
+                                 "(404, never 403)"),
+        "409": _problem_response("The incident's or visit's state does not allow it"),
+        "422": _validation_response("A field is not valid (`errors` names it); nothing "
+                                    "was changed"),
+    }
+    staff_only = {"403": _problem_response("A customer's token: staff only")}
+    paths: dict = {
+        "/api/v1/incidents": {
+            "get": {
+                "operationId": "listIncidents",
+                "summary": "Incidents, newest first: a customer's token its own, staff "
+                           "every customer's",
+                "security": _BEARER,
+                "parameters": [
+                    {"name": "status", "in": "query",
+                     "schema": {"type": "string", "enum": INCIDENT_STATUSES}},
+                    {"name": "priority", "in": "query",
+                     "schema": {"type": "string", "enum": INCIDENT_PRIORITIES}},
+                    {"name": "customer", "in": "query",
+                     "description": "Staff: a contract number", "schema": {"type": "string"}},
+                    {"name": "page", "in": "query",
+                     "schema": {"type": "integer", "minimum": 1, "default": 1}},
+                    {"name": "per_page", "in": "query",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 100,
+                                "default": 20}},
+                ],
+                "responses": {"200": _json("IncidentPage", "One page"), "401": _UNAUTHORIZED,
+                              "422": _validation_response("A query parameter is not valid")},
+            },
+            "post": {
+                "operationId": "reportIncident",
+                "summary": "Report a fault (R-I1..R-I3): the number and every deadline come "
+                           "back at once",
+                "description": "Staff tokens name the customer and may give `reported_at` "
+                               "for a call logged after the fact: every deadline counts "
+                               "from it.",
+                "security": _BEARER,
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/IncidentRequest"}}}},
+                "responses": {
+                    "201": {**_json("Incident", "Reported"),
+                            "headers": {"Location": {"schema": {"type": "string"}}}},
+                    **{k: v for k, v in common.items() if k not in ("404", "409")},
+                },
+            },
+        },
+        "/api/v1/incidents/{number}": {"get": {
+            "operationId": "getIncident",
+            "summary": "One incident: every deadline (due_at, clock, state, breached, "
+                       "calendar_warning), escalation history (staff), visits, timeline",
+            "security": _BEARER, "parameters": [number],
+            "responses": {"200": _json("Incident", "The incident"), "401": _UNAUTHORIZED,
+                          "404": common["404"]},
+        }},
+        "/api/v1/incidents/{number}/visits/{visit_id}/report.pdf": {"get": {
+            "operationId": "getOnsiteReport",
+            "summary": "The final emergency response report (PDF) of an ended visit",
+            "security": _BEARER, "parameters": [number, visit],
+            "responses": {"200": {"description": "The PDF",
+                                  "content": {"application/pdf": {}}},
+                          "401": _UNAUTHORIZED, "404": common["404"],
+                          "409": _problem_response("The visit has not ended")},
+        }},
+    }
+    for action, (summary, properties, required, staff, ok) in _INCIDENT_ACTIONS.items():
+        operation = "".join(part.capitalize() for part in action.split("-"))
+        paths[f"/api/v1/incidents/{{number}}/{action}"] = {"post": {
+            "operationId": f"incident{operation}",
+            "summary": summary,
+            "security": _BEARER, "parameters": [number],
+            "requestBody": {"required": bool(required), "content": {"application/json": {
+                "schema": {"type": "object", "required": required,
+                           "properties": properties}}}},
+            "responses": {ok: _json("Incident", "The incident after the action"), **common,
+                          **(staff_only if staff else {})},
+        }}
+    for action, (summary, properties, required) in _VISIT_ACTIONS.items():
+        paths[f"/api/v1/incidents/{{number}}/visits/{{visit_id}}/{action}"] = {"post": {
+            "operationId": f"visit{action.capitalize()}",
+            "summary": summary,
+            "security": _BEARER, "parameters": [number, visit],
+            "requestBody": {"required": bool(required), "content": {"application/json": {
+                "schema": {"type": "object", "required": required,
+                           "properties": properties}}}},
+            "responses": {"201" if action == "briefs" else "200":
+                          _json("Incident", "The incident after the action"),
+                          **common, **staff_only},
+        }}
+    return paths
+
+
 def spec() -> dict:
     return {
         "openapi": "3.1.0",
@@ -890,6 +1181,7 @@ def spec() -> dict:
             **_rma_paths(),
             **_warehouse_paths(),
             **_finance_paths(),
+            **_incident_paths(),
             "/api/v1/openapi.json": {
                 "get": {
                     "operationId": "getOpenApi",
@@ -906,7 +1198,7 @@ def spec() -> dict:
                 "ValidationProblem": VALIDATION_PROBLEM, "Coverage": COVERAGE,
                 "RmaRequest": RMA_REQUEST, "RmaCreated": RMA_CREATED, "Rma": RMA,
                 "RmaSummary": RMA_SUMMARY, "RmaPage": RMA_PAGE, **WAREHOUSE_SCHEMAS,
-                **FINANCE_SCHEMAS,
+                **FINANCE_SCHEMAS, **INCIDENT_SCHEMAS,
             },
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer",
