@@ -6,6 +6,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 2
 TICK_INTERVAL ?= 10
+# pytest-xdist workers for `make test` (auto: one per CPU; 0 runs in one process)
+TEST_WORKERS ?= auto
 export RMA_INSTANCE_PATH ?= $(CURDIR)/instance
 
 .PHONY: run test install install-test lint chromium test-tools bench clean
@@ -60,7 +62,7 @@ lint: install-test
 
 test: install-test chromium
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: install-test
 	$(BIN)/python bench/import_units.py

@@ -21,7 +21,28 @@ from werkzeug.routing.rules import Rule
 from rma import create_app
 from rma.extensions import db
 
-PG_URL = os.environ.get("RMA_TEST_DATABASE_URL", "")
+
+def _worker_database(url: str) -> str:
+    """Under pytest-xdist each worker gets its own PostgreSQL database (``<name>_gw0``,
+    ...), created on first use, since every test empties the tables it uses."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not url or not worker:
+        return url
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        known = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not known:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+PG_URL = _worker_database(os.environ.get("RMA_TEST_DATABASE_URL", ""))
 DATABASES = ["sqlite"] + (["postgresql"] if PG_URL else [])
 FIXED_NOW = "2026-11-25T04:00:00+00:00"  # 12:00 in Shanghai
 TEST_PASSWORD = "correct-horse-battery"
