@@ -84,6 +84,8 @@ class ProductModel(db.Model):
     life_months: Mapped[int] = mapped_column(Integer)
     warranty_basis: Mapped[Basis] = mapped_column(_enum(Basis, "warranty_basis"))
     replacement_price: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0.00"))
+    # What one unit costs the vendor: a free replacement's warranty cost (issue 7).
+    unit_cost: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0.00"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     # Models the admin allows to ship as a replacement for this one (issue 4).
     successors: Mapped[list[ProductModel]] = relationship(
@@ -96,6 +98,7 @@ class ProductModel(db.Model):
     __table_args__ = (
         CheckConstraint("life_months >= 1 AND life_months <= 240", name="life_months_range"),
         CheckConstraint("replacement_price >= 0", name="price_not_negative"),
+        CheckConstraint("unit_cost >= 0", name="unit_cost_not_negative"),
     )
 
     def as_audit(self) -> dict[str, Any]:
@@ -251,6 +254,7 @@ class Unit(db.Model):
     __table_args__ = (
         Index("ix_units_customer_id", "customer_id"),
         Index("ix_units_model_id_lot", "model_id", "lot"),
+        Index("ix_units_model_id_shipped_on", "model_id", "shipped_on"),  # analytics
         Index("ix_units_replaces_id", "replaces_id"),
         Index("ix_units_status", "status"),
     )
@@ -1388,3 +1392,130 @@ class Notification(db.Model):
     incident: Mapped[Incident | None] = relationship()
 
     __table_args__ = (Index("ix_notifications_user_read", "user_id", "read_at", "created_at"),)
+
+
+# -- advisories and service reports (issue 7: R-A1..R-A3, R-R4) --------------------------
+class AdvisorySeverity(enum.StrEnum):
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class AdvisoryStatus(enum.StrEnum):
+    DRAFT = "draft"  # being written; no customer has seen it
+    NOTIFIED = "notified"  # affected customers were sent their notices (R-A2)
+    PUBLISHED = "published"  # on the public advisory pages (R-A3: not before 14 days)
+
+
+class Advisory(db.Model):
+    """A security advisory (R-A1). Affected customers are computed from the installed
+    base: customers holding units of the affected product models. ``notify_due_on`` is
+    the official patch date plus 2 working days on the office calendar (R-A2);
+    ``public_from_on`` is the first notice's China date plus 14 days for a vulnerability
+    the vendor found itself (R-A3), before which it cannot be published."""
+
+    __tablename__ = "advisories"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)  # SA-2026-0001
+    title: Mapped[str] = mapped_column(String(200))
+    severity: Mapped[AdvisorySeverity] = mapped_column(_enum(AdvisorySeverity, "advisory_severity"))
+    status: Mapped[AdvisoryStatus] = mapped_column(
+        _enum(AdvisoryStatus, "advisory_status"), default=AdvisoryStatus.DRAFT)
+    affected_versions: Mapped[str] = mapped_column(Text, default="")  # platforms, versions
+    description: Mapped[str] = mapped_column(Text)
+    solution: Mapped[str] = mapped_column(Text, default="")
+    references: Mapped[str] = mapped_column(Text, default="")  # one per line (CVE, URL)
+    vendor_found: Mapped[bool] = mapped_column(default=False)  # R-A3
+    patch_released_on: Mapped[date | None] = mapped_column(Date)  # the official patch (R-A2)
+    notify_due_on: Mapped[date | None] = mapped_column(Date)  # R-A2
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # first notices queued
+    public_from_on: Mapped[date | None] = mapped_column(Date)  # R-A3
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now, onupdate=clock.now)
+
+    product_models: Mapped[list[ProductModel]] = relationship(
+        secondary="advisory_models", order_by="ProductModel.code")
+    notices: Mapped[list[AdvisoryNotice]] = relationship(
+        back_populates="advisory", order_by="AdvisoryNotice.id", cascade="all, delete-orphan")
+    created_by: Mapped[User | None] = relationship()
+
+    __table_args__ = (
+        Index("ix_advisories_status_published", "status", "published_at"),
+        CheckConstraint("status <> 'published' OR published_at IS NOT NULL",
+                        name="published_has_time"),
+    )
+
+    def as_audit(self) -> dict[str, Any]:
+        def iso(value: date | datetime | None) -> str | None:
+            return value.isoformat() if value else None
+        return {
+            "number": self.number, "title": self.title, "severity": str(self.severity),
+            "status": str(self.status), "vendor_found": bool(self.vendor_found),
+            "affected_versions": self.affected_versions,
+            "patch_released_on": iso(self.patch_released_on),
+            "notify_due_on": iso(self.notify_due_on), "notified_at": iso(self.notified_at),
+            "public_from_on": iso(self.public_from_on), "published_at": iso(self.published_at),
+            "model_ids": [m.id for m in self.product_models],
+        }
+
+
+advisory_models = db.Table(
+    "advisory_models",
+    db.Column("advisory_id", ForeignKey("advisories.id", ondelete="CASCADE"), primary_key=True),
+    db.Column("model_id", ForeignKey("product_models.id"), primary_key=True),
+    Index("ix_advisory_models_model_id", "model_id"),
+)
+
+
+class AdvisoryNotice(db.Model):
+    """One affected customer's notice of an advisory (R-A2): queued to the outbox, opened
+    in the portal, acknowledged by a customer user."""
+
+    __tablename__ = "advisory_notices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    advisory_id: Mapped[int] = mapped_column(ForeignKey("advisories.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime)  # e-mails written to the outbox
+    recipients: Mapped[list] = mapped_column(JSON, default=list)  # addresses written to
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # first view in the portal
+    opened_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    advisory: Mapped[Advisory] = relationship(back_populates="notices")
+    customer: Mapped[Customer] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("advisory_id", "customer_id", name="uq_advisory_notices_once"),
+        Index("ix_advisory_notices_customer_id", "customer_id"),
+    )
+
+
+class ServiceReport(db.Model):
+    """A customer's periodic service report (R-R4) for a month ("2026-11") or a quarter
+    ("2026-Q4"): the figures and the PDF as generated, kept so a past report reads the
+    same later. ``sent_at`` is set once when ``rma tick`` e-mails it."""
+
+    __tablename__ = "service_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    period: Mapped[str] = mapped_column(String(7))
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)  # inclusive
+    language: Mapped[str] = mapped_column(String(8), default="zh_CN")
+    generated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    figures: Mapped[dict] = mapped_column(JSON, default=dict)
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    customer: Mapped[Customer] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("customer_id", "period", name="uq_service_reports_customer_period"),
+        CheckConstraint("period_start <= period_end", name="period_order"),
+    )
