@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from .errors import WarrantyError
+from .errors import NaiveDatetimeError, WarrantyError
 
 
 def is_whole_number(value: object) -> bool:
@@ -17,3 +17,14 @@ def require_date(name: str, value: object, error: type[WarrantyError]) -> None:
     comparing one with a date raises, and its time of day would be ignored)."""
     if not isinstance(value, date) or isinstance(value, datetime):
         raise error(f"{name} must be a date, not {value!r}")
+
+
+def require_aware(name: str, value: object) -> datetime:
+    """``value`` when it is an aware ``datetime``; else :class:`NaiveDatetimeError`."""
+    if not isinstance(value, datetime):
+        raise NaiveDatetimeError(f"{name} must be an aware datetime, not {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise NaiveDatetimeError(
+            f"{name} {value.isoformat()} has no time zone; pass an aware datetime (UTC as stored)"
+        )
+    return value

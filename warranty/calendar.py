@@ -22,8 +22,8 @@ from types import MappingProxyType
 
 import chinese_calendar
 
-from ._checks import is_whole_number, require_date
-from .errors import FactError, NaiveDatetimeError
+from ._checks import is_whole_number, require_aware, require_date
+from .errors import FactError
 from .policy import DEFAULT_POLICY, Policy
 
 _ONE_DAY = timedelta(days=1)
@@ -68,16 +68,6 @@ class CalendarDataMissing:
         counted Monday-Friday as working days"."""
         names = ", ".join(str(y) for y in self.years)
         return f"no holiday data for {names}: counted Monday-Friday as working days"
-
-
-def _require_aware(name: str, value: object) -> datetime:
-    if not isinstance(value, datetime):
-        raise NaiveDatetimeError(f"{name} must be an aware datetime, not {value!r}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise NaiveDatetimeError(
-            f"{name} {value.isoformat()} has no time zone; pass an aware datetime (UTC as stored)"
-        )
-    return value
 
 
 def _duration(hours: object) -> timedelta:
@@ -197,7 +187,7 @@ class OfficeCalendar:
     def is_office_time(self, instant: datetime) -> bool:
         """True when ``instant`` lies in office hours [start, end) in the policy's zone on
         a working day (R-I7). Raises :class:`NaiveDatetimeError` for a naive datetime."""
-        _require_aware("instant", instant)
+        require_aware("instant", instant)
         at = instant.astimezone(UTC)
         day = at.astimezone(self.policy.zone).date()
         if not self.is_working_day(day):
@@ -215,7 +205,7 @@ class OfficeCalendar:
         Raises :class:`NaiveDatetimeError` for a naive ``start`` and :class:`FactError`
         for negative or non-numeric ``hours``.
         """
-        _require_aware("start", start)
+        require_aware("start", start)
         remaining = _duration(hours)
         at = start.astimezone(UTC)
         day = at.astimezone(self.policy.zone).date()
@@ -236,8 +226,8 @@ class OfficeCalendar:
 
         Raises :class:`NaiveDatetimeError` for a naive datetime.
         """
-        _require_aware("a", a)
-        _require_aware("b", b)
+        require_aware("a", a)
+        require_aware("b", b)
         a, b = a.astimezone(UTC), b.astimezone(UTC)
         if b <= a:
             return _ZERO

@@ -14,9 +14,9 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ._checks import is_whole_number, require_date
+from ._checks import is_whole_number, require_aware, require_date
 from .calendar import CalendarDataMissing, OfficeCalendar
-from .errors import FactError, NaiveDatetimeError, PolicyError
+from .errors import FactError, PolicyError
 from .months import last_covered_day
 from .policy import PRIORITIES, Policy
 
@@ -38,16 +38,6 @@ _SUPPORT_MODES = {"urgent": "onsite", "serious": "remote", "general": "phone"}
 _VISIT_KINDS = ("emergency", "change")
 _CONTRACT_YEAR_MONTHS = 12
 _ONE_DAY = timedelta(days=1)
-
-
-def _require_aware(name: str, value: object) -> datetime:
-    if not isinstance(value, datetime):
-        raise NaiveDatetimeError(f"{name} must be an aware datetime, not {value!r}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise NaiveDatetimeError(
-            f"{name} {value.isoformat()} has no time zone; pass an aware datetime (UTC as stored)"
-        )
-    return value
 
 
 def _require_priority(priority: object) -> str:
@@ -81,8 +71,8 @@ class Deadline:
     missing: CalendarDataMissing | None = None
 
     def __post_init__(self) -> None:
-        _require_aware("start", self.start)
-        _require_aware("due_at", self.due_at)
+        require_aware("start", self.start)
+        require_aware("due_at", self.due_at)
 
 
 @dataclass(frozen=True)
@@ -143,7 +133,7 @@ def target_deadline(
     Raises :class:`NaiveDatetimeError` for a naive ``start``, :class:`PolicyError` for an
     unknown target and :class:`FactError` for a negative or missing duration.
     """
-    _require_aware("start", start)
+    require_aware("start", start)
     if target not in _CLOCK_OF_TARGET:
         raise PolicyError(f"unknown target {target!r}; known: {', '.join(_CLOCK_OF_TARGET)}")
     if hours is None and minutes is None:
@@ -258,9 +248,9 @@ def target_state(
     Open: BREACHED once ``now`` is past ``due_at``, WARNING from :func:`warning_at` on,
     else ON_TRACK. Raises :class:`NaiveDatetimeError` for a naive instant.
     """
-    _require_aware("now", now)
+    require_aware("now", now)
     if done_at is not None:
-        _require_aware("done_at", done_at)
+        require_aware("done_at", done_at)
         return TargetState.MET if done_at <= deadline.due_at else TargetState.MISSED
     if now > deadline.due_at:
         return TargetState.BREACHED
@@ -290,10 +280,10 @@ def brief_days(
     Raises :class:`NaiveDatetimeError` for a naive instant and :class:`FactError` for an
     unknown zone.
     """
-    _require_aware("started_at", started_at)
-    _require_aware("now", now)
+    require_aware("started_at", started_at)
+    require_aware("now", now)
     tz = _zone(zone)
-    end = now if ended_at is None else _require_aware("ended_at", ended_at)
+    end = now if ended_at is None else require_aware("ended_at", ended_at)
     first, last = started_at.astimezone(tz).date(), end.astimezone(tz).date()
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 

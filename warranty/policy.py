@@ -80,6 +80,23 @@ _NON_NEGATIVE_INTS = (
 )
 
 
+def _known_keys(name: str, value: object, known: tuple[str, ...], kind: str,
+                shape: str) -> dict:
+    """``value`` (a mapping or (key, value) pairs) as a dict whose keys are all in
+    ``known``; :class:`PolicyError` naming ``name`` otherwise."""
+    try:
+        pairs = dict(value.items() if isinstance(value, Mapping) else value)
+    except (TypeError, ValueError) as exc:
+        raise PolicyError(f"{name} must map {shape}") from exc
+    unknown = sorted(set(pairs) - set(known), key=str)
+    if unknown:
+        raise PolicyError(
+            f"{name} names unknown {kind} {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(known)}"
+        )
+    return pairs
+
+
 @dataclass(frozen=True)
 class Policy:
     """Every default of SPEC.md as one validated, immutable settings object.
@@ -192,16 +209,8 @@ class Policy:
 
     @staticmethod
     def _checked_target_clock(value: object) -> tuple[tuple[str, str], ...]:
-        try:
-            pairs = dict(value.items() if isinstance(value, Mapping) else value)
-        except (TypeError, ValueError) as exc:
-            raise PolicyError("target_clock must map targets to 'calendar' or 'office'") from exc
-        unknown = sorted(set(pairs) - set(CLOCK_TARGETS), key=str)
-        if unknown:
-            raise PolicyError(
-                f"target_clock names unknown target(s) {', '.join(map(repr, unknown))}; "
-                f"known: {', '.join(CLOCK_TARGETS)}"
-            )
+        pairs = _known_keys("target_clock", value, CLOCK_TARGETS, "target(s)",
+                            "targets to 'calendar' or 'office'")
         for target, clock in pairs.items():
             if clock not in CLOCKS:
                 raise PolicyError(
@@ -233,16 +242,8 @@ class Policy:
 
     @staticmethod
     def _checked_resolution_hours(value: object) -> tuple[tuple[str, int], ...]:
-        try:
-            pairs = dict(value.items() if isinstance(value, Mapping) else value)
-        except (TypeError, ValueError) as exc:
-            raise PolicyError("resolution_target_hours must map priorities to hours") from exc
-        unknown = sorted(set(pairs) - set(PRIORITIES), key=str)
-        if unknown:
-            raise PolicyError(
-                f"resolution_target_hours names unknown priority(ies) "
-                f"{', '.join(map(repr, unknown))}; known: {', '.join(PRIORITIES)}"
-            )
+        pairs = _known_keys("resolution_target_hours", value, PRIORITIES, "priority(ies)",
+                            "priorities to hours")
         missing = [p for p in PRIORITIES if p not in pairs]
         if missing:
             raise PolicyError(f"resolution_target_hours has no hours for {', '.join(missing)}")

@@ -14,9 +14,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
-from ._checks import require_date
+from ._checks import require_aware, require_date
 from .calendar import OfficeCalendar
-from .errors import FactError, NaiveDatetimeError, PolicyError
+from .errors import FactError, PolicyError
 from .policy import DEFAULT_POLICY, Policy
 
 _MICROSECONDS_PER_HOUR = Decimal(3_600_000_000)
@@ -38,16 +38,6 @@ class ClockState(StrEnum):
         return self in (ClockState.ON_TRACK, ClockState.AT_RISK, ClockState.BREACHED)
 
 
-def _require_aware(name: str, value: object) -> datetime:
-    if not isinstance(value, datetime):
-        raise NaiveDatetimeError(f"{name} must be an aware datetime, not {value!r}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise NaiveDatetimeError(
-            f"{name} {value.isoformat()} has no time zone; pass an aware datetime (UTC as stored)"
-        )
-    return value
-
-
 def replacement_due(
     started_at: datetime,
     policy: Policy = DEFAULT_POLICY,
@@ -63,7 +53,7 @@ def replacement_due(
     naive ``started_at`` and :class:`PolicyError` when the policy puts the replacement
     target on office hours but no ``calendar`` is given.
     """
-    _require_aware("started_at", started_at)
+    require_aware("started_at", started_at)
     if policy.clock_for("replacement") != "calendar":
         if calendar is None:
             raise PolicyError(
@@ -88,10 +78,10 @@ def clock_state(
     ``policy.replacement_at_risk_hours`` (24) are left, else ``ON_TRACK`` (exactly 24 h
     left is still on track). Raises :class:`NaiveDatetimeError` for a naive datetime.
     """
-    _require_aware("due_at", due_at)
-    _require_aware("now", now)
+    require_aware("due_at", due_at)
+    require_aware("now", now)
     if delivered_at is not None:
-        _require_aware("delivered_at", delivered_at)
+        require_aware("delivered_at", delivered_at)
         return ClockState.MET if delivered_at <= due_at else ClockState.MISSED
     if now > due_at:
         return ClockState.BREACHED
@@ -114,8 +104,8 @@ def hours_between(start: datetime, end: datetime) -> float:
 
     Raises :class:`NaiveDatetimeError` for a naive datetime.
     """
-    _require_aware("start", start)
-    _require_aware("end", end)
+    require_aware("start", start)
+    require_aware("end", end)
     return _one_decimal(_hours(start, end))
 
 
@@ -156,10 +146,10 @@ class ClockRecord:
     delivered_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        _require_aware("started_at", self.started_at)
-        _require_aware("due_at", self.due_at)
+        require_aware("started_at", self.started_at)
+        require_aware("due_at", self.due_at)
         if self.delivered_at is not None:
-            _require_aware("delivered_at", self.delivered_at)
+            require_aware("delivered_at", self.delivered_at)
 
 
 @dataclass(frozen=True)
@@ -222,7 +212,7 @@ def monthly_figures(
     :class:`NaiveDatetimeError` for a naive ``now`` and :class:`FactError` for an item
     that is not a :class:`ClockRecord`.
     """
-    _require_aware("now", now)
+    require_aware("now", now)
     zone = policy.zone
     by_month: dict[str, list[ClockRecord]] = {}
     for record in records:

@@ -26,11 +26,14 @@ from rma.documents.label import (
     CAPTION_GREY,
     CODE_FONT,
     CODE_FONT_BOLD,
+    PAGE_HEADER_HEIGHT,
+    PAGE_MARGIN,
     TEXT_FONT,
     caption,
     code_font,
     draw_lines,
     fitted_size,
+    page_header,
     register_fonts,
     wrap,
 )
@@ -94,9 +97,9 @@ class FinanceDocument:
 
 # --- rendering ----------------------------------------------------------------------
 
-MARGIN = 15 * mm
+MARGIN = PAGE_MARGIN
 GUTTER = 8 * mm
-HEADER_HEIGHT = 19 * mm
+HEADER_HEIGHT = PAGE_HEADER_HEIGHT
 TABLE_HEAD = 7 * mm
 ROW_PAD = 1.6 * mm
 CELL_PAD = 1.2 * mm
@@ -211,7 +214,7 @@ def _draw(canvas: Canvas, doc: FinanceDocument) -> None:
     next_room = body_top - MARGIN
     pages = _paginate(blocks, first_room, next_room)
     for number, page in enumerate(pages, start=1):
-        y = _header(canvas, doc, number, len(pages))
+        y = page_header(canvas, doc.vendor_name, _title(doc), doc.number, number, len(pages))
         if number == 1:
             y = draw_details(canvas, y)
         head_drawn = False
@@ -240,31 +243,6 @@ def _paginate(blocks: list[_Block], first_room: float, next_room: float) -> list
         used += need
         head = head or block.row
     return pages
-
-
-def _header(canvas: Canvas, doc: FinanceDocument, page: int, pages: int) -> float:
-    """Vendor, page n of m, title and number: on every page. Returns the y under it."""
-    page_width, page_height = A4
-    left, right = MARGIN, page_width - MARGIN
-    top = page_height - MARGIN
-    canvas.setFont(TEXT_FONT, 9)
-    vendor = wrap(doc.vendor_name, TEXT_FONT, 9, (right - left) * 0.65, max_lines=1)
-    canvas.drawString(left, top - 3.5 * mm, vendor[0] if vendor else "")
-    canvas.drawRightString(right, top - 3.5 * mm,
-                           _("Page %(page)d of %(pages)d", page=page, pages=pages))
-    title = _title(doc)
-    number_font = code_font(doc.number, bold=True)
-    number_size = fitted_size(doc.number, number_font, 14, (right - left) / 2, 8)
-    number_width = pdfmetrics.stringWidth(doc.number, number_font, number_size)
-    canvas.setFont(TEXT_FONT, fitted_size(title, TEXT_FONT, 18, right - left - number_width
-                                          - GUTTER, 10))
-    canvas.drawString(left, top - 12.5 * mm, title)
-    canvas.setFont(number_font, number_size)
-    canvas.drawRightString(right, top - 12.5 * mm, doc.number)
-    bottom = top - HEADER_HEIGHT
-    canvas.setLineWidth(0.8)
-    canvas.line(left, bottom + 3 * mm, right, bottom + 3 * mm)
-    return bottom
 
 
 def _facts(doc: FinanceDocument) -> list[tuple[str, str]]:

@@ -17,15 +17,15 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfgen.canvas import Canvas
 
 from rma.documents.label import (
+    PAGE_HEADER_HEIGHT,
+    PAGE_MARGIN,
     TEXT_FONT,
     caption,
-    code_font,
     draw_lines,
-    fitted_size,
+    page_header,
     register_fonts,
     wrap,
 )
@@ -72,8 +72,8 @@ class OnsiteReportDocument:
 
 # --- rendering ----------------------------------------------------------------------
 
-MARGIN = 15 * mm
-HEADER_HEIGHT = 19 * mm
+MARGIN = PAGE_MARGIN
+HEADER_HEIGHT = PAGE_HEADER_HEIGHT
 BODY = 10  # pt
 LEADING = 4.8 * mm
 LABEL_WIDTH = 38 * mm
@@ -135,35 +135,11 @@ def _draw(canvas: Canvas, doc: OnsiteReportDocument) -> None:
         pages[-1].append(block)
         used += block.height
     for number, page in enumerate(pages, start=1):
-        y = _header(canvas, doc, number, len(pages))
+        y = page_header(canvas, doc.vendor_name, report_title(doc), doc.number, number, len(pages))
         for block in page:
             block.draw(canvas, y)
             y -= block.height
         canvas.showPage()
-
-
-def _header(canvas: Canvas, doc: OnsiteReportDocument, page: int, pages: int) -> float:
-    page_width, page_height = A4
-    left, right = MARGIN, page_width - MARGIN
-    top = page_height - MARGIN
-    canvas.setFont(TEXT_FONT, 9)
-    vendor = wrap(doc.vendor_name, TEXT_FONT, 9, (right - left) * 0.65, max_lines=1)
-    canvas.drawString(left, top - 3.5 * mm, vendor[0] if vendor else "")
-    canvas.drawRightString(right, top - 3.5 * mm,
-                           _("Page %(page)d of %(pages)d", page=page, pages=pages))
-    title = report_title(doc)
-    number_font = code_font(doc.number, bold=True)
-    number_size = fitted_size(doc.number, number_font, 14, (right - left) / 2, 8)
-    number_width = pdfmetrics.stringWidth(doc.number, number_font, number_size)
-    canvas.setFont(TEXT_FONT, fitted_size(title, TEXT_FONT, 18,
-                                          right - left - number_width - 8 * mm, 10))
-    canvas.drawString(left, top - 12.5 * mm, title)
-    canvas.setFont(number_font, number_size)
-    canvas.drawRightString(right, top - 12.5 * mm, doc.number)
-    bottom = top - HEADER_HEIGHT
-    canvas.setLineWidth(0.8)
-    canvas.line(left, bottom + 3 * mm, right, bottom + 3 * mm)
-    return bottom
 
 
 def _kind_label(kind: str) -> str:

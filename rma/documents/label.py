@@ -201,6 +201,39 @@ def _lines(canvas: Canvas, x: float, y: float, lines: list[str], font: str, size
     return y - len(lines) * leading
 
 
+# --- page header of the A4 documents (finance documents, on-site reports) ---------------
+
+PAGE_MARGIN = 15 * mm
+PAGE_HEADER_HEIGHT = 19 * mm
+
+
+def page_header(canvas: Canvas, vendor_name: str, title: str, number: str, page: int,
+                pages: int) -> float:
+    """Vendor, page n of m, title and number at the top of an A4 page with
+    ``PAGE_MARGIN`` margins, ruled off under ``PAGE_HEADER_HEIGHT``. Returns the y under
+    it."""
+    page_width, page_height = A4
+    left, right = PAGE_MARGIN, page_width - PAGE_MARGIN
+    top = page_height - PAGE_MARGIN
+    canvas.setFont(TEXT_FONT, 9)
+    vendor = wrap(vendor_name, TEXT_FONT, 9, (right - left) * 0.65, max_lines=1)
+    canvas.drawString(left, top - 3.5 * mm, vendor[0] if vendor else "")
+    canvas.drawRightString(right, top - 3.5 * mm,
+                           _("Page %(page)d of %(pages)d", page=page, pages=pages))
+    number_font = _code_font(number, bold=True)
+    number_size = _fitted_size(number, number_font, 14, (right - left) / 2, 8)
+    number_width = _width(number, number_font, number_size)
+    canvas.setFont(TEXT_FONT, _fitted_size(title, TEXT_FONT, 18,
+                                           right - left - number_width - 8 * mm, 10))
+    canvas.drawString(left, top - 12.5 * mm, title)
+    canvas.setFont(number_font, number_size)
+    canvas.drawRightString(right, top - 12.5 * mm, number)
+    bottom = top - PAGE_HEADER_HEIGHT
+    canvas.setLineWidth(0.8)
+    canvas.line(left, bottom + 3 * mm, right, bottom + 3 * mm)
+    return bottom
+
+
 def _contact(data: LabelData) -> str:
     return "  ".join(part for part in (data.contact_name, data.contact_phone) if part)
 

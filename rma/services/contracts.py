@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from rma.extensions import db
 from rma.models import Customer, Role, SupportPeriod
-from rma.services import ForbiddenError, NotFoundError, ValidationError
+from rma.services import ForbiddenError, NotFoundError, ValidationError, clean_text
 from rma.services.audit import Actor, record
 from rma.services.users import normalize_email
 from warranty import contract_status
@@ -60,17 +60,6 @@ def cover_ends_on(customer: Customer) -> date | None:
 
 
 # -- billing details (printed on invoices; credit terms, D-3) -----------------------------
-def _text(raw: object, field: str, limit: int) -> str:
-    if raw is None:
-        raw = ""
-    if not isinstance(raw, str):
-        raise ValidationError(_("This value must be text."), field)
-    text = raw.strip()
-    if len(text) > limit:
-        raise ValidationError(_("At most %(max)d characters.", max=limit), field)
-    return text
-
-
 def _ensure_billing_role(actor: Actor) -> None:
     user = actor.user
     if user is None:
@@ -90,11 +79,11 @@ def set_billing(actor: Actor, customer_id: int, *, billing_name: str, billing_ad
     sets an invoice's due date. ``ValidationError`` names the field."""
     _ensure_billing_role(actor)
     values = {
-        "billing_name": _text(billing_name, "billing_name", BILLING_NAME_MAX),
-        "billing_address": _text(billing_address, "billing_address", BILLING_ADDRESS_MAX),
-        "tax_id": _text(tax_id, "tax_id", TAX_ID_MAX),
+        "billing_name": clean_text(billing_name, "billing_name", BILLING_NAME_MAX),
+        "billing_address": clean_text(billing_address, "billing_address", BILLING_ADDRESS_MAX),
+        "tax_id": clean_text(tax_id, "tax_id", TAX_ID_MAX),
     }
-    email = _text(billing_email, "billing_email", 254)
+    email = clean_text(billing_email, "billing_email", 254)
     if email:
         try:
             email = normalize_email(email)

@@ -22,7 +22,7 @@ from sqlalchemy.orm import joinedload
 from rma.extensions import db
 from rma.models import Customer, EscalationHolder, EscalationRung, Role, User
 from rma.policy import current_policy
-from rma.services import ForbiddenError, ValidationError
+from rma.services import ForbiddenError, ValidationError, transaction
 from rma.services.audit import Actor, record
 from warranty.errors import PolicyError
 from warranty.policy import PRIORITIES, ROLES, Policy
@@ -53,14 +53,6 @@ def _ensure_admin(actor: Actor) -> None:
     user = actor.user
     if user is not None and (not user.is_active or user.role not in EDIT_ROLES):
         raise ForbiddenError(_("Only an administrator may change the escalation setup."))
-
-
-def _commit() -> None:
-    try:
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
 
 
 # -- the ladder -------------------------------------------------------------------------
@@ -124,17 +116,13 @@ def save_ladder(actor: Actor, rows: list[tuple[int, str, str]]) -> None:
     checked = _checked_rows(rows)
     before = [list(row) for row in current_ladder()]
     default_before = ladder_is_default()
-    try:
+    with transaction():
         db.session.execute(delete(EscalationRung))
         db.session.add_all([EscalationRung(hours=h, priority=p, role=r) for h, p, r in checked])
         db.session.flush()
         record(actor, "escalation_ladder.saved", "escalation_ladder", "ladder",
                {"default": default_before, "rows": before},
                {"default": False, "rows": [list(row) for row in checked]})
-        _commit()
-    except BaseException:
-        db.session.rollback()
-        raise
 
 
 def reset_ladder(actor: Actor) -> None:
@@ -142,15 +130,11 @@ def reset_ladder(actor: Actor) -> None:
     _ensure_admin(actor)
     before = [list(row) for row in current_ladder()]
     default_before = ladder_is_default()
-    try:
+    with transaction():
         db.session.execute(delete(EscalationRung))
         record(actor, "escalation_ladder.reset", "escalation_ladder", "ladder",
                {"default": default_before, "rows": before},
                {"default": True, "rows": [list(row) for row in current_policy().escalation_ladder]})
-        _commit()
-    except BaseException:
-        db.session.rollback()
-        raise
 
 
 # -- holders ------------------------------------------------------------------------------
@@ -206,27 +190,23 @@ def set_holder(actor: Actor, role: str, user_id: int, deputy_id: int | None = No
             raise SetupError(_("There is no such customer."), "customer_id")
     cid = customer.id if customer is not None else None
     try:
-        row = db.session.scalar(select(EscalationHolder).where(
-            EscalationHolder.role == role,
-            EscalationHolder.customer_id == cid if cid is not None
-            else EscalationHolder.customer_id.is_(None)).with_for_update())
-        before = row.as_audit() if row is not None else None
-        if row is None:
-            row = EscalationHolder(role=role, customer_id=cid)
-            db.session.add(row)
-        row.user_id = user.id
-        row.deputy_id = deputy.id if deputy is not None else None
-        db.session.flush()
-        record(actor, "escalation_holder.set", "escalation_holder", row.id, before,
-               row.as_audit())
-        _commit()
+        with transaction():
+            row = db.session.scalar(select(EscalationHolder).where(
+                EscalationHolder.role == role,
+                EscalationHolder.customer_id == cid if cid is not None
+                else EscalationHolder.customer_id.is_(None)).with_for_update())
+            before = row.as_audit() if row is not None else None
+            if row is None:
+                row = EscalationHolder(role=role, customer_id=cid)
+                db.session.add(row)
+            row.user_id = user.id
+            row.deputy_id = deputy.id if deputy is not None else None
+            db.session.flush()
+            record(actor, "escalation_holder.set", "escalation_holder", row.id, before,
+                   row.as_audit())
     except IntegrityError:
-        db.session.rollback()
         raise SetupError(_("This role was changed at the same moment; try again."),
                          "role") from None
-    except BaseException:
-        db.session.rollback()
-        raise
     return row
 
 
@@ -240,14 +220,10 @@ def remove_holder(actor: Actor, holder_id: int) -> None:
         row = None
     if row is None:
         raise SetupError(_("There is no such holder."), "holder")
-    try:
+    with transaction():
         before = row.as_audit()
         db.session.delete(row)
         record(actor, "escalation_holder.removed", "escalation_holder", holder_id, before, None)
-        _commit()
-    except BaseException:
-        db.session.rollback()
-        raise
 
 
 def recipients_for(role: str, customer_id: int) -> list[tuple[User, str]]:

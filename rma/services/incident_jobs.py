@@ -152,6 +152,23 @@ def _dedupe(prefix: str, user: User) -> str:
     return key
 
 
+def _tell(told: list[_Told], incident: Incident, kind: str, data: dict, template: str,
+          context: dict, dedupe_prefix: str, now: datetime) -> tuple[int, int]:
+    """A notice of ``kind`` (dated ``now``) and an e-mail from ``template`` to each
+    addressee, the e-mail once per ``dedupe_prefix`` and addressee. Returns (notices,
+    e-mails queued)."""
+    notices = emails = 0
+    for person in told:
+        notify(person.user, kind, data, incident).created_at = now
+        notices += 1
+        message = enqueue(to=person.user.email,
+                          language=person.user.language or incident.language,
+                          template=template, context={**context, "name": _name(person.user)},
+                          dedupe_key=_dedupe(dedupe_prefix, person.user))
+        emails += message is not None
+    return notices, emails
+
+
 def _lock_incident(incident_id: int) -> Incident | None:
     """The incident, re-read and locked for this alert's transaction (PostgreSQL
     ``FOR UPDATE``; SQLite serialises writers anyway)."""
@@ -467,18 +484,9 @@ def fire_warning(incident_id: int, key: str, now: datetime) -> tuple[int, int] |
     context.update(target=TARGET_TEXTS.get(deadline.target, deadline.target),
                    due=_local(deadline.due_at), breached=breached,
                    percent=policy.breach_warning_percent)
-    notices = emails = 0
-    for person in told:
-        notify(person.user, "warning_breached" if breached else "warning", data,
-               incident).created_at = now
-        notices += 1
-        message = enqueue(to=person.user.email,
-                          language=person.user.language or incident.language,
-                          template="incident_warning",
-                          context={**context, "name": _name(person.user)},
-                          dedupe_key=_dedupe(f"incident:{incident.id}:warning:{key}",
-                                             person.user))
-        emails += message is not None
+    notices, emails = _tell(told, incident, "warning_breached" if breached else "warning",
+                            data, "incident_warning", context,
+                            f"incident:{incident.id}:warning:{key}", now)
     if not told:
         log.warning("incident %s: %s target warning but no active support engineer to tell",
                     incident.number, deadline.target)
@@ -570,17 +578,8 @@ def flag_brief_overdue(incident_id: int, key: str, now: datetime) -> tuple[int, 
     context = _email_context(incident, now)
     context.update(day=day.isoformat(), site_address=visit.site_address,
                    arrived=_local(visit.arrived_at), ongoing=visit.ended_at is None)
-    notices = emails = 0
-    for person in told:
-        notify(person.user, "brief_overdue", data, incident).created_at = now
-        notices += 1
-        message = enqueue(to=person.user.email,
-                          language=person.user.language or incident.language,
-                          template="brief_overdue",
-                          context={**context, "name": _name(person.user)},
-                          dedupe_key=_dedupe(f"incident:{incident.id}:brief:{key}",
-                                             person.user))
-        emails += message is not None
+    notices, emails = _tell(told, incident, "brief_overdue", data, "brief_overdue", context,
+                            f"incident:{incident.id}:brief:{key}", now)
     db.session.add(IncidentEvent(
         incident_id=incident.id, at=now, kind="brief_overdue", public=False, actor_label="",
         data={"day": day.isoformat(), "visit_id": visit.id,

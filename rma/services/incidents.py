@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -59,7 +58,14 @@ from rma.models import (
     User,
 )
 from rma.policy import current_policy
-from rma.services import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from rma.services import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    ValidationError,
+    clean_text,
+    transaction,
+)
 from rma.services.audit import Actor, record
 from rma.services.escalation_setup import ROLE_LABELS, current_ladder, recipients_for
 from rma.services.numbers import next_value
@@ -307,17 +313,6 @@ class IncidentTimelineEntry:
 
 
 # -- small helpers ----------------------------------------------------------------------
-@contextmanager
-def _transaction():
-    """One unit of work: commit at the end, roll back on any error."""
-    try:
-        yield
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
-
-
 def _shown(text: str) -> str:
     return repr(text if len(text) <= _SHOWN_MAX else text[:_SHOWN_MAX] + "...")
 
@@ -368,16 +363,7 @@ def _ensure_party(actor: Actor, incident: Incident) -> None:
 
 
 def _text(raw: object, field_name: str, limit: int, *, required: str | None = None) -> str:
-    if raw is None:
-        raw = ""
-    if not isinstance(raw, str):
-        raise IncidentError(_("This value must be text."), field_name)
-    text = raw.strip()
-    if required is not None and not text:
-        raise IncidentError(required, field_name)
-    if len(text) > limit:
-        raise IncidentError(_("At most %(max)d characters.", max=limit), field_name)
-    return text
+    return clean_text(raw, field_name, limit, required=required, error=IncidentError)
 
 
 def _choice(enum_cls, raw: object, field_name: str, message: str):
@@ -646,7 +632,7 @@ def report_incident(actor: Actor, *, customer: Customer, priority: str, title: s
     moment = _reported_at(actor, reported_at, now)
     units = _units(customer, serials, policy)
     models = _models(model_codes)
-    with _transaction():
+    with transaction():
         year = clock.to_local(now).year
         incident = Incident(
             number=f"INC-{year}-{next_value('incident', year):06d}",
@@ -697,7 +683,7 @@ def contact_customer(actor: Actor, incident: Incident, *, engineer_id: int | Non
     who must then be a support engineer or manager). NEW → CONTACTED. Commits."""
     _ensure_staff(actor)
     note = _text(note, "note", NOTE_MAX)
-    with _transaction():
+    with transaction():
         incident = _locked(incident)
         _ensure_open(incident)
         if incident.status != IncidentStatus.NEW or incident.contacted_at is not None:
@@ -728,7 +714,7 @@ def assign_engineer(actor: Actor, incident: Incident, engineer_id: int) -> Incid
     """Assign the dedicated engineer (an active support user or manager) of an open
     incident. Commits."""
     _ensure_staff(actor)
-    with _transaction():
+    with transaction():
         incident = _locked(incident)
         _ensure_open(incident)
         engineer = _engineer(engineer_id)
@@ -753,7 +739,7 @@ def record_diagnosis(actor: Actor, incident: Incident, diagnosis: str) -> Incide
     NEW it also records the contact (R-I1) now. Commits."""
     _ensure_staff(actor)
     text = _text(diagnosis, "diagnosis", TEXT_MAX, required=_("Write the diagnosis."))
-    with _transaction():
+    with transaction():
         incident = _locked(incident)
         _ensure_open(incident)
         if incident.status == IncidentStatus.DIAGNOSED:
@@ -791,7 +777,7 @@ def change_priority(actor: Actor, incident: Incident, priority: str, reason: str
     prio = _priority(priority)
     reason = _text(reason, "reason", REASON_MAX,
                    required=_("Give the reason for the priority change."))
-    with _transaction():
+    with transaction():
         incident = _locked(incident)
         _ensure_open(incident)
         old = str(incident.priority)
@@ -817,7 +803,7 @@ def set_support_mode(actor: Actor, incident: Incident, mode: str, note: str = ""
     wanted = _choice(SupportMode, mode, "mode",
                      _("Choose a support mode: phone, remote or onsite."))
     note = _text(note, "note", NOTE_MAX)
-    with _transaction():
+    with transaction():
         incident = _locked(incident)
         _ensure_open(incident)
         old = str(incident.support_mode)
@@ -890,7 +876,7 @@ def request_onsite(actor: Actor, incident: Incident, *, kind: str = "emergency",
                                 "requested_at")
     else:
         moment = now
-    with _transaction():
+    with transaction():
         incident = _locked(incident)
         _ensure_party(actor, incident)
         _ensure_open(incident)
@@ -942,7 +928,7 @@ def record_arrival(actor: Actor, visit: OnsiteVisit, arrived_at: datetime | None
     moment = _instant(arrived_at, "arrived_at") if arrived_at is not None else now
     if moment > now:
         raise IncidentError(_("The arrival cannot be in the future."), "arrived_at")
-    with _transaction():
+    with transaction():
         visit = _locked_visit(visit)
         incident = visit.incident
         if visit.ended_at is not None:
@@ -984,7 +970,7 @@ def file_daily_brief(actor: Actor, visit: OnsiteVisit, day: date, text: str) -> 
     if isinstance(day, datetime) or not isinstance(day, date):
         raise IncidentError(_("Enter a date (YYYY-MM-DD)."), "day")
     try:
-        with _transaction():
+        with transaction():
             visit = _locked_visit(visit)
             incident = visit.incident
             now = clock.now()
@@ -1021,7 +1007,7 @@ def end_onsite(actor: Actor, visit: OnsiteVisit, final_report: str) -> OnsiteVis
     _ensure_staff(actor)
     report = _text(final_report, "final_report", TEXT_MAX,
                    required=_("Write the final report of the on-site response."))
-    with _transaction():
+    with transaction():
         visit = _locked_visit(visit)
         incident = visit.incident
         if visit.ended_at is not None:
@@ -1079,7 +1065,7 @@ def resolve_incident(actor: Actor, incident: Incident, resolution: str) -> Incid
     open. E-mails the customer. Staff. Commits."""
     _ensure_staff(actor)
     text = _text(resolution, "resolution", TEXT_MAX, required=_("Describe the resolution."))
-    with _transaction():
+    with transaction():
         incident = _locked(incident)
         _ensure_open(incident)
         if open_visit(incident) is not None:
@@ -1103,7 +1089,7 @@ def add_note(actor: Actor, incident: Incident, text: str, public: bool) -> Incid
     """A note on the timeline: staff choose public (the customer sees it) or internal; a
     customer's note (own incident) is always public. Commits."""
     body = _text(text, "text", NOTE_MAX, required=_("Write the note."))
-    with _transaction():
+    with transaction():
         incident = _locked(incident)
         _ensure_party(actor, incident)
         staff = actor.user is None or is_staff_user(actor.user)

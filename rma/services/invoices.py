@@ -57,7 +57,14 @@ from rma.models import (
     SupportPeriod,
     User,
 )
-from rma.services import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from rma.services import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    ValidationError,
+    clean_text,
+    transaction,
+)
 from rma.services import warehouse as wh
 from rma.services.audit import Actor, record
 from rma.services.contracts import cover_ends_on
@@ -272,10 +279,6 @@ def _method(raw: object) -> PaymentMethod:
                               "method") from None
 
 
-def _text(raw: object, field: str, limit: int, *, required: str | None = None) -> str:
-    return wh._text(raw, field, limit, required=required)
-
-
 def _open_invoice(invoice: Invoice) -> None:
     """A credit note or a settled invoice takes no payment and no credit note."""
     if invoice.kind == InvoiceKind.CREDIT_NOTE:
@@ -301,9 +304,9 @@ def record_payment(actor: Actor, number: str, *, amount: object, received_on: ob
     value = _amount(amount)
     on = _received_on(received_on, clock.today())
     how = _method(method)
-    reference = _text(reference, "reference", REFERENCE_MAX)
-    note = _text(note, "note", NOTE_MAX)
-    with wh._transaction():
+    reference = clean_text(reference, "reference", REFERENCE_MAX)
+    note = clean_text(note, "note", NOTE_MAX)
+    with transaction():
         invoice = _locked_invoice(number)
         _open_invoice(invoice)
         due = invoice.outstanding
@@ -394,11 +397,11 @@ def issue_credit_note(actor: Actor, number: str, *, amount: object = None,
     unreleased), else ``paid`` (and it settles: D-3, R-C3). A ``reason`` is required.
     Audited (``credit_note.issued``)."""
     _ensure_finance(actor, _("issue credit notes"))
-    reason = _text(reason, "reason", REASON_MAX,
-                   required=_("Give the reason for the credit note."))
+    reason = clean_text(reason, "reason", REASON_MAX,
+                        required=_("Give the reason for the credit note."))
     value = None if amount is None or (isinstance(amount, str) and not amount.strip()) \
         else _amount(amount)
-    with wh._transaction():
+    with transaction():
         invoice = _locked_invoice(number)
         _open_invoice(invoice)
         due = invoice.outstanding

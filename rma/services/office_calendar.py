@@ -15,6 +15,8 @@ without a user, may act), are audited (R-R4) and commit once; bad input raises
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 
 from flask import g, has_request_context
@@ -25,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from rma.extensions import db
 from rma.models import OfficeCalendarYear, OfficeDay, OfficeDayKind, Role
 from rma.policy import current_policy
-from rma.services import ForbiddenError, ValidationError
+from rma.services import ForbiddenError, ValidationError, transaction
 from rma.services.audit import Actor, record
 from warranty.calendar import CalendarDataMissing, OfficeCalendar
 from warranty.policy import Policy
@@ -131,12 +133,13 @@ def _kind(raw: object) -> OfficeDayKind:
         raise CalendarError(_("Choose a holiday or a working day."), "kind") from None
 
 
-def _commit() -> None:
+@contextmanager
+def _saving() -> Iterator[None]:
+    """A ``transaction`` that changes the calendar: the cached one is forgotten after it,
+    committed or rolled back."""
     try:
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
+        with transaction():
+            yield
     finally:
         forget_calendar()
 
@@ -147,25 +150,20 @@ def set_office_day(actor: Actor, day: date, kind: str, note: str = "") -> Office
     _ensure_admin(actor)
     day, wanted, note = _day(day), _kind(kind), _note(note)
     try:
-        row = db.session.scalar(select(OfficeDay).where(OfficeDay.day == day))
-        before = row.as_audit() if row is not None else None
-        if row is None:
-            row = OfficeDay(day=day, kind=wanted, note=note)
-            db.session.add(row)
-        else:
-            row.kind, row.note = wanted, note
-        db.session.flush()
-        record(actor, "office_day.set", "office_day", day.isoformat(), before, row.as_audit())
-        _commit()
+        with _saving():
+            row = db.session.scalar(select(OfficeDay).where(OfficeDay.day == day))
+            before = row.as_audit() if row is not None else None
+            if row is None:
+                row = OfficeDay(day=day, kind=wanted, note=note)
+                db.session.add(row)
+            else:
+                row.kind, row.note = wanted, note
+            db.session.flush()
+            record(actor, "office_day.set", "office_day", day.isoformat(), before,
+                   row.as_audit())
     except IntegrityError:  # the same day added at the same moment by someone else
-        db.session.rollback()
-        forget_calendar()
         raise CalendarError(_("%(day)s was changed at the same moment; try again.",
                               day=day.isoformat()), "day") from None
-    except BaseException:
-        db.session.rollback()
-        forget_calendar()
-        raise
     return row
 
 
@@ -178,14 +176,10 @@ def remove_office_day(actor: Actor, day: date) -> None:
     if row is None:
         raise CalendarError(_("%(day)s has no entry in the office calendar.",
                               day=day.isoformat()), "day")
-    try:
+    with _saving():
         before = row.as_audit()
         db.session.delete(row)
         record(actor, "office_day.removed", "office_day", day.isoformat(), before, None)
-        _commit()
-    except BaseException:
-        db.session.rollback()
-        raise
 
 
 def confirm_year(actor: Actor, year: int, note: str = "") -> OfficeCalendarYear:
@@ -196,26 +190,20 @@ def confirm_year(actor: Actor, year: int, note: str = "") -> OfficeCalendarYear:
     year, note = _year(year), _note(note)
     user_id = actor.user.id if actor.user is not None else None
     try:
-        row = db.session.get(OfficeCalendarYear, year)
-        before = {"year": year, "note": row.note} if row is not None else None
-        if row is None:
-            row = OfficeCalendarYear(year=year, note=note, confirmed_by_id=user_id)
-            db.session.add(row)
-        else:
-            row.note, row.confirmed_by_id = note, user_id
-        db.session.flush()
-        record(actor, "office_year.confirmed", "office_calendar_year", year, before,
-               {"year": year, "note": note})
-        _commit()
+        with _saving():
+            row = db.session.get(OfficeCalendarYear, year)
+            before = {"year": year, "note": row.note} if row is not None else None
+            if row is None:
+                row = OfficeCalendarYear(year=year, note=note, confirmed_by_id=user_id)
+                db.session.add(row)
+            else:
+                row.note, row.confirmed_by_id = note, user_id
+            db.session.flush()
+            record(actor, "office_year.confirmed", "office_calendar_year", year, before,
+                   {"year": year, "note": note})
     except IntegrityError:
-        db.session.rollback()
-        forget_calendar()
         raise CalendarError(_("%(year)d was confirmed at the same moment; try again.",
                               year=year), "year") from None
-    except BaseException:
-        db.session.rollback()
-        forget_calendar()
-        raise
     return row
 
 
@@ -227,14 +215,10 @@ def unconfirm_year(actor: Actor, year: int) -> None:
     row = db.session.get(OfficeCalendarYear, year)
     if row is None:
         raise CalendarError(_("%(year)d is not confirmed.", year=year), "year")
-    try:
+    with _saving():
         before = {"year": year, "note": row.note}
         db.session.delete(row)
         record(actor, "office_year.unconfirmed", "office_calendar_year", year, before, None)
-        _commit()
-    except BaseException:
-        db.session.rollback()
-        raise
 
 
 __all__ = ["CalendarError", "calendar_warnings", "confirm_year", "confirmed_years",

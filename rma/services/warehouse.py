@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
@@ -61,7 +60,14 @@ from rma.models import (
     User,
 )
 from rma.policy import current_policy
-from rma.services import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from rma.services import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    ValidationError,
+    clean_text,
+    transaction,
+)
 from rma.services.audit import Actor, record
 from rma.services.photos import PhotoError, check_photo
 from rma.services.quotes import sync_rma_quote
@@ -340,19 +346,6 @@ def ensure_allowed(actor: Actor, action: str) -> None:
                                role=str(user.role), action=ACTION_WORDS.get(action, action)))
 
 
-def _text(raw: object, field: str, limit: int, *, required: str | None = None) -> str:
-    if raw is None:
-        raw = ""
-    if not isinstance(raw, str):
-        raise ValidationError(_("This value must be text."), field)
-    text = raw.strip()
-    if required is not None and not text:
-        raise ValidationError(required, field)
-    if len(text) > limit:
-        raise ValidationError(_("At most %(max)d characters.", max=limit), field)
-    return text
-
-
 def _cause(raw: object) -> Cause:
     text = raw.strip().lower() if isinstance(raw, str) else ""
     if not text:
@@ -374,17 +367,6 @@ def _serial(raw: object, field: str) -> str:
     except SerialError:
         raise ValidationError(_("%(serial)s is not a valid serial number.",
                                 serial=_shown(text)), field) from None
-
-
-@contextmanager
-def _transaction():
-    """One unit of work: commit at the end, roll back on any error."""
-    try:
-        yield
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
 
 
 def _user_id(actor: Actor) -> int | None:
@@ -641,11 +623,11 @@ def confirm_remote(actor: Actor, item_id: int, cause: str, notes: str = "") -> R
     one waits for payment (D-3). ``no_fault_found`` needs the unit: 422."""
     ensure_allowed(actor, "confirm_remote")
     wanted = _cause(cause)
-    notes = _text(notes, "notes", NOTE_MAX)
+    notes = clean_text(notes, "notes", NOTE_MAX)
     if wanted is Cause.NO_FAULT_FOUND:
         raise ValidationError(_("No fault found cannot be confirmed remotely: ask for the "
                                 "unit back instead (D-4)."), "cause")
-    with _transaction():
+    with transaction():
         item = _locked_item(item_id)
         decision = _decide(item, wanted)
         state = _transition(item, Action.CONFIRM_REMOTE, decision.outcome)
@@ -669,8 +651,8 @@ def request_unit(actor: Actor, item_id: int, notes: str = "") -> RmaItem:
     """Support asks for the unit back before deciding (D-1); the clock starts on the
     confirmation after inspection. ``notes`` are staff-internal (audit only)."""
     ensure_allowed(actor, "request_unit")
-    notes = _text(notes, "notes", NOTE_MAX)
-    with _transaction():
+    notes = clean_text(notes, "notes", NOTE_MAX)
+    with transaction():
         item = _locked_item(item_id)
         state = _transition(item, Action.REQUEST_UNIT)
         before = _snapshot(item)
@@ -686,8 +668,9 @@ def reject_item(actor: Actor, item_id: int, reason: str) -> RmaItem:
     """Reject an item with a reason the customer reads (final); the unit may then be
     submitted again."""
     ensure_allowed(actor, "reject")
-    reason = _text(reason, "reason", NOTE_MAX, required=_("Give the reason for the rejection."))
-    with _transaction():
+    reason = clean_text(reason, "reason", NOTE_MAX,
+                        required=_("Give the reason for the rejection."))
+    with transaction():
         item = _locked_item(item_id)
         state = _transition(item, Action.REJECT)
         before = _snapshot(item)
@@ -705,9 +688,9 @@ def cancel_item(actor: Actor, item_id: int, reason: str) -> RmaItem:
     """Cancel an item (e.g. the customer declined the paid quote) with a reason the
     customer reads (final); a running clock no longer counts."""
     ensure_allowed(actor, "cancel")
-    reason = _text(reason, "reason", NOTE_MAX,
-                   required=_("Give the reason for the cancellation."))
-    with _transaction():
+    reason = clean_text(reason, "reason", NOTE_MAX,
+                        required=_("Give the reason for the cancellation."))
+    with transaction():
         item = _locked_item(item_id)
         state = _transition(item, Action.CANCEL)
         before = _snapshot(item)
@@ -759,7 +742,7 @@ def _scan(actor: Actor, code: object, rma_number: str | None, station: object,
           labels: bool) -> ScanResult:
     text = code.strip() if isinstance(code, str) else ""
     station = station.strip()[:STATION_MAX] if isinstance(station, str) else ""
-    with _transaction():
+    with transaction():
         held = rma_number.strip() if isinstance(rma_number, str) else ""
         rma = _rma_by_number(held) if held else None
         now = clock.now()
@@ -873,7 +856,7 @@ def inspect(actor: Actor, item_id: int, cause: str, notes: str = "",
     unit, no clock (D-4)."""
     ensure_allowed(actor, "inspect")
     wanted = _cause(cause)
-    notes = _text(notes, "notes", NOTE_MAX)
+    notes = clean_text(notes, "notes", NOTE_MAX)
     photos = list(photos or ())
     limit = current_app.config["PHOTOS_PER_ITEM"]
     if len(photos) > limit:
@@ -884,7 +867,7 @@ def inspect(actor: Actor, item_id: int, cause: str, notes: str = "",
             checked.append(check_photo(photo.filename, photo.data))
         except PhotoError as error:
             raise ValidationError(error.message, "photos") from None
-    with _transaction():
+    with transaction():
         item = _locked_item(item_id)
         decision = _decide(item, wanted)
         state = _transition(item, Action.CONFIRM, decision.outcome)
@@ -920,9 +903,9 @@ def override_decision(actor: Actor, item_id: int, outcome: str, reason: str) -> 
     if text not in (Outcome.FREE.value, Outcome.PAID.value):
         raise ValidationError(_("The new decision must be free or paid (D-6)."), "outcome")
     wanted = Outcome(text)
-    reason = _text(reason, "reason", NOTE_MAX,
-                   required=_("Give the reason for the override (D-6)."))
-    with _transaction():
+    reason = clean_text(reason, "reason", NOTE_MAX,
+                        required=_("Give the reason for the override (D-6)."))
+    with transaction():
         item = _locked_item(item_id)
         if item.decision == wanted.value and item.status in (
                 ItemStatus.CONFIRMED, ItemStatus.WAITING_PAYMENT):
@@ -985,9 +968,9 @@ def release(actor: Actor, item_id: int, reason: str) -> RmaItem:
     reason; ``TransitionError`` unless the item waits for payment; ``ConflictError`` when
     the customer has no credit terms."""
     ensure_allowed(actor, "release")
-    reason = _text(reason, "reason", NOTE_MAX,
-                   required=_("Give the reason for releasing on credit."))
-    with _transaction():
+    reason = clean_text(reason, "reason", NOTE_MAX,
+                        required=_("Give the reason for releasing on credit."))
+    with transaction():
         item = _locked_item(item_id)
         _transition(item, Action.RELEASE)
         customer = item.rma.customer
@@ -1108,11 +1091,11 @@ def ship(actor: Actor, item_id: int, replacement_serial: str | None, carrier: st
     Two stations shipping one spare at once: exactly one wins; the other gets
     ``ConflictError`` "... was just shipped for RMA-..." and nothing is written."""
     ensure_allowed(actor, "ship")
-    carrier = _text(carrier, "carrier", CARRIER_MAX, required=_("Enter the carrier."))
-    tracking = _text(tracking_number, "tracking_number", TRACKING_MAX,
-                     required=_("Enter the tracking number."))
+    carrier = clean_text(carrier, "carrier", CARRIER_MAX, required=_("Enter the carrier."))
+    tracking = clean_text(tracking_number, "tracking_number", TRACKING_MAX,
+                          required=_("Enter the tracking number."))
     try:
-        with _transaction():
+        with transaction():
             return _ship(actor, item_id, replacement_serial, carrier, tracking)
     except _SpareLost as lost:
         raise _spare_taken(lost.unit_id, lost.serial) from None
@@ -1178,14 +1161,14 @@ def deliver(actor: Actor, item_id: int, delivered_at: datetime, received_by: str
         raise ValidationError(_("Enter the date and time of delivery."), "delivered_at")
     if delivered_at.tzinfo is None or delivered_at.utcoffset() is None:
         raise ValidationError(_("The delivery time needs a time zone."), "delivered_at")
-    received_by = _text(received_by, "received_by", RECEIVED_BY_MAX,
-                        required=_("Enter who signed for the parcel."))
-    late_reason = _text(late_reason, "late_reason", NOTE_MAX)
+    received_by = clean_text(received_by, "received_by", RECEIVED_BY_MAX,
+                             required=_("Enter who signed for the parcel."))
+    late_reason = clean_text(late_reason, "late_reason", NOTE_MAX)
     now = clock.now()
     if delivered_at > now:
         raise ValidationError(_("The delivery time %(at)s is in the future.",
                                 at=_local_full(delivered_at)), "delivered_at")
-    with _transaction():
+    with transaction():
         item = _locked_item(item_id)
         state = _transition(item, Action.DELIVER)
         shipment = item.shipment

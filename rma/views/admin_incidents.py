@@ -12,6 +12,7 @@ redirect, or the page again with the refusal beside its field (nothing saved).
 from __future__ import annotations
 
 from datetime import date
+from functools import partial
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -116,7 +117,9 @@ def _row_error(key: str, form, error: str | None) -> str | None:
     return error
 
 
-def _calendar_action(key: str, form, call, message: str, year: int):
+def _action(key: str, form, call, message: str, render, done_url: str):
+    """Validate ``form`` and ``call(form)``: on success flash ``message`` and redirect to
+    ``done_url``; otherwise ``render({key: form}, error, status)`` with the refusal."""
     error = None
     if not form.validate_on_submit():
         status = _invalid(form)
@@ -129,8 +132,13 @@ def _calendar_action(key: str, form, call, message: str, year: int):
             error = _row_error(key, form, error)
         else:
             flash(message, "success")
-            return redirect(url_for("admin_incidents.calendar", year=year))
-    return _render_calendar(year, {key: form}, error, status)
+            return redirect(done_url)
+    return render({key: form}, error, status)
+
+
+def _calendar_action(key: str, form, call, message: str, year: int):
+    return _action(key, form, call, message, partial(_render_calendar, year),
+                   url_for("admin_incidents.calendar", year=year))
 
 
 @bp.post("/calendar/days")
@@ -231,19 +239,8 @@ def escalation():
 
 
 def _escalation_action(key: str, form, call, message: str):
-    error = None
-    if not form.validate_on_submit():
-        status = _invalid(form)
-    else:
-        try:
-            call(form)
-        except ServiceError as refusal:
-            error, status = refused(form, refusal)
-            error = _row_error(key, form, error)
-        else:
-            flash(message, "success")
-            return redirect(url_for("admin_incidents.escalation"))
-    return _render_escalation({key: form}, error, status)
+    return _action(key, form, call, message, _render_escalation,
+                   url_for("admin_incidents.escalation"))
 
 
 @bp.post("/escalation/ladder")
