@@ -109,6 +109,7 @@ class ProductModel(db.Model):
             "life_months": self.life_months,
             "warranty_basis": str(self.warranty_basis),
             "replacement_price": str(self.replacement_price),
+            "unit_cost": str(self.unit_cost),
         }
 
 
@@ -253,8 +254,10 @@ class Unit(db.Model):
 
     __table_args__ = (
         Index("ix_units_customer_id", "customer_id"),
-        Index("ix_units_model_id_lot", "model_id", "lot"),
-        Index("ix_units_model_id_shipped_on", "model_id", "shipped_on"),  # analytics
+        # (model, lot, shipped_on) covers the per-lot and per-shipment-month unit counts of
+        # the failure analytics (issue 7) as well as the lookups by model and lot.
+        Index("ix_units_model_id_lot_shipped_on", "model_id", "lot", "shipped_on"),
+        Index("ix_units_model_id_shipped_on", "model_id", "shipped_on"),
         Index("ix_units_replaces_id", "replaces_id"),
         Index("ix_units_status", "status"),
     )
@@ -1519,3 +1522,16 @@ class ServiceReport(db.Model):
         UniqueConstraint("customer_id", "period", name="uq_service_reports_customer_period"),
         CheckConstraint("period_start <= period_end", name="period_order"),
     )
+
+
+class AnalyticsSnapshot(db.Model):
+    """The failure-analytics dashboard computed by ``rma tick`` for a standard filter
+    (``key``: "all" for every model, "model:<code>" for one), so the page answers from it at once
+    and says when it was computed; other filters are computed live."""
+
+    __tablename__ = "analytics_snapshots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    built_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)
