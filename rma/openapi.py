@@ -1153,6 +1153,174 @@ def _incident_paths() -> dict:
     return paths
 
 
+# -- issue 7: security advisories (rma/views/api_advisories.py; helper P1) ---------------
+_ADVISORY_NUMBER = {"type": "string", "pattern": "^SA-[0-9]{4}-[0-9]{4}$",
+                    "examples": ["SA-2026-0001"]}
+ADVISORY_SEVERITIES = ["high", "medium", "low"]
+ADVISORY_STATUSES = ["draft", "notified", "published"]
+_DAY_OR_NULL = {"type": ["string", "null"], "format": "date"}
+ADVISORY_NOTICE = {
+    "type": "object",
+    "description": "The customer's notice (R-A2): e-mailed, opened, acknowledged",
+    "properties": {"queued_at": {"type": "string", "format": "date-time"},
+                   "opened_at": _DATE_TIME, "acknowledged_at": _DATE_TIME,
+                   "acknowledged": {"type": "boolean"}},
+}
+ADVISORY = {
+    "type": "object",
+    "description": "R-A1. Anonymous callers get the public members; a customer's token "
+                   "adds `notice`; staff add the members marked staff.",
+    "required": ["number", "title", "severity", "status", "product_models", "description"],
+    "properties": {
+        "number": _ADVISORY_NUMBER,
+        "title": {"type": "string"},
+        "severity": {"type": "string", "enum": ADVISORY_SEVERITIES},
+        "status": {"type": "string", "enum": ADVISORY_STATUSES},
+        "product_models": {"type": "array", "items": {"type": "string"}},
+        "affected_versions": {"type": "string"},
+        "description": {"type": "string"},
+        "solution": {"type": "string"},
+        "references": {"type": "array", "items": {"type": "string"}},
+        "vendor_found": {"type": "boolean", "description": "R-A3"},
+        "patch_released_on": _DAY_OR_NULL,
+        "published_at": _DATE_TIME,
+        "url": {"type": "string"},
+        "notice": {"oneOf": [{"$ref": "#/components/schemas/AdvisoryNotice"},
+                             {"type": "null"}],
+                   "description": "Customer tokens: its own notice, null when none"},
+        "notify_due_on": {**_DAY_OR_NULL,
+                          "description": "Staff. R-A2: patch date + 2 working days"},
+        "notify_overdue": {"type": "boolean",
+                           "description": "Staff: the due day passed, nobody notified"},
+        "notified_at": {**_DATE_TIME, "description": "Staff: the first notices"},
+        "public_from_on": {**_DAY_OR_NULL,
+                           "description": "Staff. R-A3: first notice + 14 days"},
+        "may_publish": {"type": "boolean", "description": "Staff"},
+        "publish_possible_on": {**_DAY_OR_NULL, "description": "Staff. R-A3"},
+        "notices": {"type": "object", "description": "Staff: counts",
+                    "properties": {"sent": {"type": "integer"},
+                                   "opened": {"type": "integer"},
+                                   "acknowledged": {"type": "integer"}}},
+        "customers": {"type": "array", "description": "Staff, one advisory: each notice",
+                      "items": {"type": "object", "properties": {
+                          "name": {"type": "string"}, "contract_number": {"type": "string"},
+                          "recipients": {"type": "array", "items": {"type": "string"}},
+                          "queued_at": {"type": "string", "format": "date-time"},
+                          "opened_at": _DATE_TIME, "acknowledged_at": _DATE_TIME,
+                          "acknowledged": {"type": "boolean"}}}},
+        "notices_created": {"type": "integer",
+                            "description": "After notify: the customers noticed now"},
+    },
+}
+ADVISORY_PAGE = {
+    "type": "object", "required": ["items", "total"],
+    "properties": {"items": {"type": "array",
+                             "items": {"$ref": "#/components/schemas/Advisory"}},
+                   "total": {"type": "integer"}},
+}
+ADVISORY_REQUEST = {
+    "type": "object",
+    "required": ["title", "severity", "description", "model_codes"],
+    "properties": {
+        "title": {"type": "string", "maxLength": 200},
+        "severity": {"type": "string", "enum": ADVISORY_SEVERITIES},
+        "description": {"type": "string"},
+        "solution": {"type": "string"},
+        "references": {"oneOf": [{"type": "string", "description": "One per line"},
+                                 {"type": "array", "items": {"type": "string"}}]},
+        "affected_versions": {"type": "string", "description": "Platforms and versions"},
+        "model_codes": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "vendor_found": {"type": "boolean", "default": False,
+                         "description": "R-A3: found by the vendor itself: customers "
+                                        "first, public no earlier than 14 days later"},
+        "patch_released_on": {**_DAY_OR_NULL, "description": "The official patch (R-A2)"},
+    },
+}
+ADVISORY_SCHEMAS = {"Advisory": ADVISORY, "AdvisoryPage": ADVISORY_PAGE,
+                    "AdvisoryNotice": ADVISORY_NOTICE, "AdvisoryRequest": ADVISORY_REQUEST}
+_OPTIONAL_BEARER = [{}, {"bearerAuth": []}]
+
+
+def _advisory_paths() -> dict:
+    number = {"name": "number", "in": "path", "required": True, "schema": _ADVISORY_NUMBER}
+    not_found = _problem_response("No such advisory, or one the caller may not see "
+                                  "(another customer's notice reads as unknown)")
+    staff_only = {"401": _UNAUTHORIZED,
+                  "403": _problem_response("Not a support, manager or admin token"),
+                  "404": not_found}
+    return {
+        "/api/v1/advisories": {
+            "get": {
+                "operationId": "listAdvisories",
+                "summary": "Advisories: anonymous callers the published ones; a customer's "
+                           "token also its noticed ones; staff every one",
+                "security": _OPTIONAL_BEARER,
+                "parameters": [{"name": "status", "in": "query",
+                                "description": "Staff only",
+                                "schema": {"type": "string", "enum": ADVISORY_STATUSES}}],
+                "responses": {"200": _json("AdvisoryPage", "The advisories"),
+                              "401": _UNAUTHORIZED,
+                              "422": _validation_response("Unknown status")},
+            },
+            "post": {
+                "operationId": "createAdvisory",
+                "summary": "Write an advisory (R-A1); a draft with its R-A2 due day",
+                "security": _BEARER,
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/AdvisoryRequest"}}}},
+                "responses": {
+                    "201": {**_json("Advisory", "Created"),
+                            "headers": {"Location": {"schema": {"type": "string"}}}},
+                    "400": _problem_response("The body is not JSON"),
+                    **{k: v for k, v in staff_only.items() if k != "404"},
+                    "422": _validation_response("A field is not valid; nothing was saved"),
+                },
+            },
+        },
+        "/api/v1/advisories/{number}": {"get": {
+            "operationId": "getAdvisory",
+            "summary": "One advisory, as the caller may see it; a customer's user reading "
+                       "its notice marks it opened",
+            "security": _OPTIONAL_BEARER, "parameters": [number],
+            "responses": {"200": _json("Advisory", "The advisory"), "401": _UNAUTHORIZED,
+                          "404": not_found},
+        }},
+        "/api/v1/advisories/{number}/notify": {"post": {
+            "operationId": "notifyAdvisoryCustomers",
+            "summary": "R-A2: notice every affected customer not noticed yet and e-mail "
+                       "its active users (once each); a repeat notices only customers "
+                       "affected since",
+            "security": _BEARER, "parameters": [number],
+            "responses": {"200": _json("Advisory", "With `notices_created`"), **staff_only},
+        }},
+        "/api/v1/advisories/{number}/publish": {"post": {
+            "operationId": "publishAdvisory",
+            "summary": "Publish on the public pages. R-A3: a vendor-found vulnerability "
+                       "no earlier than 14 days after the first notice; any other at once",
+            "security": _BEARER, "parameters": [number],
+            "responses": {
+                "200": _json("Advisory", "Published"), **staff_only,
+                "409": {"description": "Not yet (or already published): `possible_on` is "
+                                       "the first day it may be, null when the customers "
+                                       "must be notified first",
+                        "content": {"application/problem+json": {"schema": {"allOf": [
+                            {"$ref": "#/components/schemas/Problem"},
+                            {"type": "object", "required": ["possible_on"], "properties": {
+                                "possible_on": _DAY_OR_NULL}}]}}}},
+            },
+        }},
+        "/api/v1/advisories/{number}/acknowledge": {"post": {
+            "operationId": "acknowledgeAdvisory",
+            "summary": "A customer's user acknowledges its notice (once; a repeat "
+                       "changes nothing)",
+            "security": _BEARER, "parameters": [number],
+            "responses": {"200": _json("Advisory", "With the notice"), "401": _UNAUTHORIZED,
+                          "403": _problem_response("Not a customer's token"),
+                          "404": not_found},
+        }},
+    }
+
+
 def spec() -> dict:
     return {
         "openapi": "3.1.0",
@@ -1182,6 +1350,7 @@ def spec() -> dict:
             **_warehouse_paths(),
             **_finance_paths(),
             **_incident_paths(),
+            **_advisory_paths(),
             "/api/v1/openapi.json": {
                 "get": {
                     "operationId": "getOpenApi",
@@ -1198,7 +1367,7 @@ def spec() -> dict:
                 "ValidationProblem": VALIDATION_PROBLEM, "Coverage": COVERAGE,
                 "RmaRequest": RMA_REQUEST, "RmaCreated": RMA_CREATED, "Rma": RMA,
                 "RmaSummary": RMA_SUMMARY, "RmaPage": RMA_PAGE, **WAREHOUSE_SCHEMAS,
-                **FINANCE_SCHEMAS, **INCIDENT_SCHEMAS,
+                **FINANCE_SCHEMAS, **INCIDENT_SCHEMAS, **ADVISORY_SCHEMAS,
             },
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer",

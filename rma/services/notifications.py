@@ -37,6 +37,9 @@ NOTIFICATION_TEXTS = {
     "warning_breached": _l("Incident %(number)s: the %(target)s target was due at %(due)s "
                            "and is breached."),
     "brief_overdue": _l("Incident %(number)s: the daily brief for %(day)s is missing."),
+    # issue 7 (helper P1): R-A2, from the tick job "advisory-deadline"
+    "advisory_due": _l("Advisory %(number)s (%(title)s) had to go to the affected customers "
+                       "by %(due)s (R-A2) and no customer has been notified yet."),
 }
 
 #: R-I4 roles in words.
