@@ -39,6 +39,8 @@ DEFAULTS: dict = {
     "INVITATION_DAYS": 7,
     # Who gets the at-risk e-mails of the 72-hour clock; empty: every active warehouse user.
     "WAREHOUSE_LEAD_EMAIL": "",
+    # Minutes between rma tick's rebuilds of the failure-analytics snapshots (issue 7).
+    "ANALYTICS_SNAPSHOT_MINUTES": 15,
     # E-mail: "console" prints messages (the default of `make run`), "smtp" sends them.
     "MAIL_BACKEND": "console",
     "MAIL_FROM": "rma@example.com",

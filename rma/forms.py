@@ -55,6 +55,10 @@ class ProductModelForm(FlaskForm):
     basis = SelectField(_l("Warranty starts from"), choices=BASES)
     replacement_price = DecimalField(_l("Replacement price (CNY)"), places=2,
                                      validators=[Optional(), NumberRange(min=0)])
+    unit_cost = DecimalField(_l("Unit cost (CNY)"), places=2,
+                             validators=[Optional(), NumberRange(min=0)],
+                             description=_l("What one unit costs the vendor: the warranty "
+                                            "cost of a free replacement (analytics)."))
     submit = SubmitField(_l("Save"))
 
 

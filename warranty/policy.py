@@ -23,6 +23,8 @@ REPLACEMENT_POLICIES = ("inherit", "fresh", "inherit_min_days")
 CLOCK_TARGETS = ("contact", "diagnosis", "escalation", "onsite_arrival", "replacement")
 #: The two clocks a target can run on (D-7, R-I7).
 CLOCKS = ("calendar", "office")
+#: What ``rma tick`` sends as a customer's periodic service report (R-R4, issue 7).
+SERVICE_REPORT_PERIODS = ("month", "quarter")
 #: Incident priorities (R-I3), most severe first.
 PRIORITIES = ("urgent", "serious", "general")
 #: Escalation roles (R-I4), lowest first.
@@ -72,6 +74,7 @@ _POSITIVE_INTS = (
     "advisory_notice_working_days",
     "serial_min_length",
     "serial_max_length",
+    "lot_flag_min_returns",
 )
 _NON_NEGATIVE_INTS = (
     "onsite_change_visits_per_year",
@@ -135,10 +138,16 @@ class Policy:
     breach_warning_percent: int = 80  # issue 6: warn before a target is breached
     serial_min_length: int = 4  # D-8
     serial_max_length: int = 32  # D-8
+    # Failure analytics (issue 7): a lot is flagged when its return rate is at least
+    # lot_flag_ratio times its model's and it has at least lot_flag_min_returns returns.
+    lot_flag_ratio: Decimal = Decimal("2")
+    lot_flag_min_returns: int = 5
+    service_report_period: str = "month"  # R-R4: "month" | "quarter" (SERVICE_REPORT_PERIODS)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # the dataclass is frozen; normalise in place once
         set_(self, "vat_rate", self._checked_vat_rate(self.vat_rate))
+        set_(self, "lot_flag_ratio", self._checked_lot_flag_ratio(self.lot_flag_ratio))
         set_(self, "office_day_start", self._checked_time("office_day_start"))
         set_(self, "office_day_end", self._checked_time("office_day_end"))
         set_(self, "target_clock", self._checked_target_clock(self.target_clock))
@@ -174,6 +183,11 @@ class Policy:
             raise PolicyError(f"unknown timezone {self.timezone!r}") from exc
         if not isinstance(self.currency, str) or len(self.currency) != 3:
             raise PolicyError(f"currency must be a 3-letter code, not {self.currency!r}")
+        if self.service_report_period not in SERVICE_REPORT_PERIODS:
+            raise PolicyError(
+                f"service_report_period must be one of {', '.join(SERVICE_REPORT_PERIODS)}, "
+                f"not {self.service_report_period!r}"
+            )
         if self.office_day_start >= self.office_day_end:
             raise PolicyError("office_day_start must be earlier than office_day_end")
         if self.serial_min_length > self.serial_max_length:
@@ -195,6 +209,18 @@ class Policy:
         if not rate.is_finite() or not Decimal(0) <= rate < Decimal(1):
             raise PolicyError(f"vat_rate must be at least 0 and below 1, not {value!r}")
         return rate
+
+    @staticmethod
+    def _checked_lot_flag_ratio(value: object) -> Decimal:
+        if isinstance(value, bool):
+            raise PolicyError(f"lot_flag_ratio must be a number >= 1, not {value!r}")
+        try:
+            ratio = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+        except (InvalidOperation, TypeError, ValueError) as exc:
+            raise PolicyError(f"lot_flag_ratio must be a number >= 1, not {value!r}") from exc
+        if not ratio.is_finite() or ratio < 1:
+            raise PolicyError(f"lot_flag_ratio must be a number >= 1, not {value!r}")
+        return ratio
 
     def _checked_time(self, name: str) -> time:
         value = getattr(self, name)

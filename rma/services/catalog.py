@@ -52,18 +52,19 @@ def _life(raw) -> int:
     return months
 
 
-def _price(raw) -> Decimal:
+def _price(raw, field: str = "replacement_price") -> Decimal:
     try:
         price = Decimal(str(raw if raw not in (None, "") else "0")).quantize(Decimal("0.01"))
     except InvalidOperation:
-        raise ValidationError(
-            f"replacement_price '{raw}' is not an amount", "replacement_price"
-        ) from None
-    if price < 0 or price >= Decimal("10000000000"):
-        raise ValidationError(
-            f"replacement_price {price} is out of range", "replacement_price"
-        )
+        raise ValidationError(f"{field} '{raw}' is not an amount", field) from None
+    if not price.is_finite() or price < 0 or price >= Decimal("10000000000"):
+        raise ValidationError(f"{field} {price} is out of range", field)
     return price
+
+
+def _model_audit(model: ProductModel) -> dict:
+    # ProductModel.as_audit predates unit_cost (issue 7): record it too.
+    return {**model.as_audit(), "unit_cost": str(model.unit_cost)}
 
 
 def _name(raw: str, field: str = "name") -> str:
@@ -83,8 +84,11 @@ def create_product_model(
     life_months: int | str,
     basis: str = "ship",
     replacement_price: Decimal | str | None = None,
+    unit_cost: Decimal | str | None = None,
 ) -> ProductModel:
-    """Add a product model; its life in months is its warranty (R-W1, R-W2)."""
+    """Add a product model; its life in months is its warranty (R-W1, R-W2). Its
+    ``unit_cost`` (what one unit costs the vendor) prices a free replacement in the
+    failure analytics (issue 7)."""
     model = ProductModel(
         code=_code(code),
         name=_name(name),
@@ -92,13 +96,15 @@ def create_product_model(
         life_months=_life(life_months),
         warranty_basis=_choice(Basis, basis, "basis"),
         replacement_price=_price(replacement_price),
+        unit_cost=_price(unit_cost, "unit_cost"),
     )
     if db.session.scalar(select(ProductModel.id).where(ProductModel.code == model.code)):
         raise ConflictError(f"product model {model.code} already exists", "code")
     try:
         db.session.add(model)
         db.session.flush()
-        record(actor, "product_model.created", "product_model", model.code, None, model.as_audit())
+        record(actor, "product_model.created", "product_model", model.code, None,
+               _model_audit(model))
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -107,12 +113,12 @@ def create_product_model(
 
 
 def update_product_model(actor: Actor, model_id: int, **fields) -> ProductModel:
-    """Change a model's name, kind, life, basis or price. A change of life or basis
+    """Change a model's name, kind, life, basis, price or unit cost. A change of life or basis
     changes the warranty of every unit of the model; the audit keeps the old values."""
     model = db.session.get(ProductModel, model_id)
     if model is None:
         raise NotFoundError("no such product model")
-    before = model.as_audit()
+    before = _model_audit(model)
     try:
         if "name" in fields:
             model.name = _name(fields["name"])
@@ -124,7 +130,9 @@ def update_product_model(actor: Actor, model_id: int, **fields) -> ProductModel:
             model.warranty_basis = _choice(Basis, fields["basis"], "basis")
         if "replacement_price" in fields:
             model.replacement_price = _price(fields["replacement_price"])
-        after = model.as_audit()
+        if "unit_cost" in fields:
+            model.unit_cost = _price(fields["unit_cost"], "unit_cost")
+        after = _model_audit(model)
         if after != before:
             record(actor, "product_model.updated", "product_model", model.code, before, after)
         db.session.commit()

@@ -73,6 +73,7 @@ def model_new():
             model = create_product_model(
                 Actor.current(), form.code.data, form.name.data, form.kind.data,
                 form.life_months.data, form.basis.data, form.replacement_price.data,
+                unit_cost=form.unit_cost.data,
             )
         except ServiceError as error:
             form_errors(form, error)
@@ -96,6 +97,7 @@ def model_edit(model_id: int):
                 Actor.current(), model.id, name=form.name.data, kind=form.kind.data,
                 life_months=form.life_months.data, basis=form.basis.data,
                 replacement_price=form.replacement_price.data,
+                unit_cost=form.unit_cost.data,
             )
         except ServiceError as error:
             form_errors(form, error)
