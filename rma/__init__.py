@@ -85,6 +85,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from rma.views import admin_incidents, support  # issue 6: staff incident pages
     app.register_blueprint(support.bp)
     app.register_blueprint(admin_incidents.bp)
+    from rma.views import advisories, portal_advisories, public_advisories  # issue 7 (P2)
+    app.register_blueprint(advisories.bp)
+    app.register_blueprint(public_advisories.bp)
+    app.register_blueprint(portal_advisories.bp)
+    from rma.views import api_advisories  # issue 7: advisory API (P1)
+    app.register_blueprint(api_advisories.bp)
+    csrf.exempt(api_advisories.bp)
+    from rma.views import portal_reports, service_reports  # issue 7: R-R4 (helper R)
+    app.register_blueprint(service_reports.bp)
+    app.register_blueprint(portal_reports.bp)
+    from rma.views import analytics as analytics_pages  # issue 7 (S): failure analytics
+    app.register_blueprint(analytics_pages.bp)
     csrf.exempt(api.bp)
     csrf.exempt(api_warehouse.bp)
     csrf.exempt(finance_api.bp)

@@ -19,7 +19,15 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from rma.services import ServiceError, incident_jobs, quotes, replacement_jobs
+from rma.services import (
+    ServiceError,
+    advisories,
+    analytics_snapshots,  # issue 7: precomputed failure analytics (helper S2)
+    incident_jobs,
+    quotes,
+    replacement_jobs,
+    service_reports,  # issue 7: R-R4 (helper R)
+)
 from rma.services.audit import Actor
 
 
@@ -72,14 +80,16 @@ def demo_data() -> None:
               type=click.Choice(["ship", "activation", "acceptance"]),
               help="What starts the warranty.")
 @click.option("--price", default="0", show_default=True, help="Replacement price in CNY.")
+@click.option("--unit-cost", default="0", show_default=True,
+              help="What one unit costs the vendor, in CNY (warranty cost in analytics).")
 @with_appcontext
-def add_model(code, name, kind, life_months, basis, price) -> None:
+def add_model(code, name, kind, life_months, basis, price, unit_cost) -> None:
     """Add a product model CODE."""
     from rma.services.catalog import create_product_model
 
     try:
         model = create_product_model(Actor.cli("add-model"), code, name, kind, life_months,
-                                     basis, price)
+                                     basis, price, unit_cost=unit_cost)
     except ServiceError as error:
         _fail(error)
     click.echo(f"added product model {model.code}: {model.life_months} months from {basis}")
@@ -289,6 +299,9 @@ TICK_JOBS: list[TickJob] = [
     TickJob("escalation", incident_jobs.escalation_job),
     TickJob("incident-warnings", incident_jobs.warning_job),
     TickJob("daily-briefs", incident_jobs.brief_job),
+    TickJob("analytics-snapshot", analytics_snapshots.analytics_snapshot_job),  # issue 7 (S2)
+    TickJob("advisory-deadline", advisories.advisory_deadline_job),  # issue 7: R-A2
+    TickJob("service-reports", service_reports.send_due_reports_job),  # issue 7: R-R4
     TickJob("mail", _mail_job, _check_mail),
 ]
 

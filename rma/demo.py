@@ -11,6 +11,7 @@ from sqlalchemy import func, insert, select
 from rma import clock
 from rma.extensions import db
 from rma.models import (
+    Advisory,
     Customer,
     EscalationHolder,
     Incident,
@@ -37,6 +38,8 @@ MODELS = [
      "5000.00"),
     ("AS-SRV", "Authentication server appliance", "appliance", 36, "acceptance", "28000.00"),
 ]
+# What one unit costs the vendor (issue 7): a free replacement's warranty cost (CNY).
+UNIT_COSTS = {"TK3": "35.00", "TK5": "55.00", "AS-LIC": "0.00", "AS-SRV": "12500.00"}
 
 CUSTOMERS = [
     # name, accepted on, address
@@ -108,7 +111,8 @@ def load_demo(echo: Callable[[str], None] = print) -> list[tuple[str, str, str]]
     models = {m.code: m for m in db.session.scalars(select(ProductModel))}
     for code, name, kind, life, basis, price in MODELS:
         if code not in models:
-            models[code] = create_product_model(actor, code, name, kind, life, basis, price)
+            models[code] = create_product_model(actor, code, name, kind, life, basis, price,
+                                                unit_cost=UNIT_COSTS.get(code))
             echo(f"added product model {code}")
     customers = []
     for name, accepted, address in CUSTOMERS:
@@ -136,6 +140,9 @@ def load_demo(echo: Callable[[str], None] = print) -> list[tuple[str, str, str]]
     if not db.session.scalar(select(func.count(Incident.id))):
         numbers = _demo_incidents(customers)
         echo(f"added demo incidents {', '.join(numbers)}")
+    if not db.session.scalar(select(func.count(Advisory.id))):
+        numbers = _demo_advisories()
+        echo(f"added demo advisories {', '.join(numbers)}")
     if not db.session.scalar(select(func.count(RegistrationApplication.id))):
         submit_application(
             "西南示范证券有限公司", "四川省成都市高新区天府大道 100 号", "王芳",
@@ -304,3 +311,34 @@ def _demo_incidents(customers: list[Customer]) -> list[str]:
     svc.record_diagnosis(staff, resolved, "令牌时钟漂移，已在服务器端重新同步。")
     svc.resolve_incident(staff, resolved, "已重新同步令牌，客户确认恢复正常。")
     return [i.number for i in (fresh, contacted, diagnosed, onsite, resolved)]
+
+
+def _demo_advisories() -> list[str]:
+    """Two security advisories (issue 7, R-A1..R-A3), through the services: one whose
+    customers were notified (e-mails queued), and a vendor-found draft whose patch came
+    out yesterday (its R-A2 notice is due soon)."""
+    from rma.services import advisories as svc
+
+    support = Actor(user=db.session.scalar(
+        select(User).where(User.email == "support@demo.example")))
+    today = clock.today()
+    notified = svc.create_advisory(
+        support, title="OTP token time drift after battery replacement", severity="medium",
+        description="Tokens of model TK3 whose battery was replaced by a third party may "
+                    "drift by more than two time steps, so valid codes are rejected.",
+        solution="Upgrade the authentication server to 4.2.1, which widens the "
+                 "resynchronisation window for affected serials.",
+        references="https://example.com/advisories/tk3-drift",
+        affected_versions="Authentication server < 4.2.1", model_codes=["TK3"],
+        vendor_found=False, patch_released_on=today - timedelta(days=3))
+    svc.notify_customers(support, notified)
+    draft = svc.create_advisory(
+        support, title="Seed export endpoint without rate limit", severity="high",
+        description="The administration API's seed export can be called without a rate "
+                    "limit by an authenticated operator account.",
+        solution="Install hotfix AS-2026-07; restrict the administration API to the "
+                 "management network.",
+        references="Internal finding 2026-11", affected_versions="AS-LIC 4.0 to 4.2",
+        model_codes=["AS-LIC", "AS-SRV"], vendor_found=True,
+        patch_released_on=today - timedelta(days=1))
+    return [notified.number, draft.number]

@@ -4,6 +4,8 @@ Standard library (plus ``tzdata``) only, and free of the clock: every function t
 the date or instant it judges as an argument. Rules cite their ids in SPEC.md.
 """
 
+from .advisories import SEVERITY_GUIDANCE, may_publish, notify_due_on, public_from_on
+from .analytics import MONTH_BUCKETS, LotCount, flag_lots, months_of_service
 from .calendar import CalendarDataMissing, OfficeCalendar, chinese_calendar_lookup
 from .contract import (
     TERM_KINDS,
@@ -95,10 +97,12 @@ __all__ = [
     "DEFAULT_RESOLUTION_TARGET_HOURS",
     "FINAL_STATES",
     "INCIDENT_TARGETS",
+    "MONTH_BUCKETS",
     "OUTCOME_ACTIONS",
     "PRIORITIES",
     "REPLACEMENT_POLICIES",
     "ROLES",
+    "SEVERITY_GUIDANCE",
     "TERM_KINDS",
     "Action",
     "Basis",
@@ -116,6 +120,7 @@ __all__ = [
     "IllegalTransition",
     "ItemFacts",
     "ItemState",
+    "LotCount",
     "MonthFigures",
     "NaiveDatetimeError",
     "OfficeCalendar",
@@ -144,17 +149,22 @@ __all__ = [
     "coverage",
     "decide",
     "escalation_schedule",
+    "flag_lots",
     "hours_between",
     "incident_deadlines",
     "is_unit_overdue",
     "is_valid_serial",
     "is_visit_chargeable",
     "last_covered_day",
+    "may_publish",
     "monthly_figures",
+    "months_of_service",
     "normalize_serial",
+    "notify_due_on",
     "onsite_arrival_deadline",
     "overdue_brief_days",
     "project_term",
+    "public_from_on",
     "renewal_term",
     "renewal_term_from",
     "replacement_due",

@@ -338,7 +338,8 @@ def test_r_r3_rma_tick_queues_and_sends_the_at_risk_mail_in_one_run(app, world, 
     line = result.output.strip().splitlines()[-1]
     assert line == ("tick 2026-11-25 12:00:00 CST: at-risk: notified 1 (0 breached), "
                     "e-mails 1; unit-overdue: none; quote-expiry: none; escalation: none; "
-                    "incident-warnings: none; daily-briefs: none; mail: sent 1, "
+                    "incident-warnings: none; daily-briefs: none; analytics-snapshot: built 2; "
+                    "advisory-deadline: none; service-reports: none; mail: sent 1, "
                     "failed 0, pending 0")
     assert [job.name for job in cli.TICK_JOBS][-1] == "mail"
 
