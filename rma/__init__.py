@@ -48,7 +48,15 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     app.config["BABEL_DEFAULT_TIMEZONE"] = app.config["TIMEZONE"]
 
-    from rma import db_setup, errors, i18n, ratelimit, security, templating
+    if app.config["TRUSTED_PROXIES"]:
+        # Behind nginx (deploy/): the client's address and scheme from its X-Forwarded-*
+        # headers, trusting that many proxy hops (the rate limits count per client).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = int(app.config["TRUSTED_PROXIES"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
+
+    from rma import db_setup, errors, i18n, logs, ratelimit, security, templating
     from rma.extensions import csrf, db, login_manager, migrate
 
     db_setup.configure_engine_options(app)
@@ -59,6 +67,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     ratelimit.init_app(app)
     i18n.init_app(app)
     security.init_app(app)
+    logs.init_app(app)  # issue 8: LOG_FORMAT; its access line wraps the security headers
     templating.init_app(app)
     login_manager.init_app(app)
 
@@ -97,6 +106,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(portal_reports.bp)
     from rma.views import analytics as analytics_pages  # issue 7 (S): failure analytics
     app.register_blueprint(analytics_pages.bp)
+    from rma.views import health  # issue 8: /healthz, /readyz (no session, log-in or limit)
+    health.init_app(app)
     csrf.exempt(api.bp)
     csrf.exempt(api_warehouse.bp)
     csrf.exempt(finance_api.bp)

@@ -59,6 +59,10 @@ DEFAULTS: dict = {
     "PASSWORD_HASH_METHOD": "scrypt",
     "PASSWORD_MIN_LENGTH": 10,
     "SQLALCHEMY_ENGINE_OPTIONS": {},
+    # Issue 8: "text" (Flask's and gunicorn's lines) or "json" (one object per line, rma.logs).
+    "LOG_FORMAT": "text",
+    # Issue 8: proxy hops (nginx) whose X-Forwarded-For/-Proto are trusted; 0: none.
+    "TRUSTED_PROXIES": 0,
 }
 
 
