@@ -417,9 +417,105 @@ def send_test_mail_command(to: str, language: str) -> None:
                                "`rma tick` sends it")
 
 
+# -- issue 8: rma backup / rma restore (helper I2) ----------------------------------------
+class _PagesBar:
+    """A progress bar on stderr whose length is known only at the first update."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(length=max(total, 1), label=self.label,
+                                         file=sys.stderr, show_pos=True)
+            self.bar.__enter__()
+        self.bar.length = max(total, 1)
+        self.bar.update(done - self.bar.pos)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def _head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    config = current_app.extensions["migrate"].migrate.get_config()
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+@click.command("backup")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
+@with_appcontext
+def backup_command(path: Path, force: bool) -> None:
+    """Write a consistent backup of the database to PATH while the app keeps running
+    (SQLite: online backup API; PostgreSQL: pg_dump custom format)."""
+    from rma.backup import BackupError, backup_database, database_kind
+
+    url = current_app.config["SQLALCHEMY_DATABASE_URI"]
+    bar = None
+    try:
+        unit = "pages" if database_kind(url) == "sqlite" else "tables"
+        bar = _PagesBar(f"backing up ({unit})")
+        report = backup_database(url, path, force=force, progress=bar)
+    except BackupError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    click.echo(f"backup written to {report.path} ({report.tables} tables, {report.rows} rows)")
+
+
+@click.command("restore")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_appcontext
+def restore_command(path: Path, yes: bool) -> None:
+    """Replace the whole database with the backup PATH made by `rma backup`.
+    Stop the app (gunicorn, rma tick) first."""
+    from rma.backup import BackupError, check_backup, database_kind, restore_database
+    from rma.extensions import db
+
+    url = current_app.config["SQLALCHEMY_DATABASE_URI"]
+    try:
+        check_backup(url, path)
+    except BackupError as error:
+        raise click.ClickException(str(error)) from None
+    if not yes:
+        try:
+            go = click.confirm(f"This replaces every table of the database with the backup "
+                               f"{path}. Continue?", default=False, err=True)
+        except click.Abort:  # no answer (end of input, Ctrl-C)
+            click.echo(err=True)
+            go = False
+        if not go:
+            raise click.ClickException("restore cancelled; the database was not changed")
+    # Our own pooled connections would hold locks the restore must take.
+    db.session.remove()
+    for engine in db.engines.values():
+        engine.dispose()
+    unit = "pages" if database_kind(url) == "sqlite" else "tables"
+    bar = _PagesBar(f"restoring ({unit})")
+    try:
+        report = restore_database(url, path, progress=bar)
+    except BackupError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        bar.close()
+    head = _head_revision()
+    click.echo(f"database restored from {report.path}; schema revision "
+               f"{report.revision or 'none'}")
+    if report.revision != head:
+        click.echo(f"the latest schema is revision {head}: run `rma init-db` to migrate",
+                   err=True)
+
+
 COMMANDS = [init_db, demo_data, add_model, add_customer, create_user_command,
             create_token_command, warranty_command, import_units_command, tick_command,
-            send_test_mail_command]
+            send_test_mail_command,
+            backup_command, restore_command]  # issue 8 (helper I2)
 
 
 

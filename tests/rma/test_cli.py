@@ -154,7 +154,7 @@ def test_warranty_command(runner):
 def test_rma_help_lists_every_command(runner):
     result = runner.invoke(args=["--help"])
     for name in ("init-db", "demo-data", "add-model", "add-customer", "create-user",
-                 "create-token", "warranty", "import-units"):
+                 "create-token", "warranty", "import-units", "backup", "restore", "tick"):
         assert name in result.output
 
 
