@@ -62,6 +62,7 @@ lint: install-test
 
 test: install-test chromium
 	$(BIN)/ruff check .
+	$(BIN)/bandit -q -r rma warranty -ll
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: install-test

@@ -157,10 +157,11 @@ class _Importer:
         self.batch_lines: dict[str, int] = {}
         self.first_id: int | None = None
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        self.insert_sql = (
-            "INSERT INTO units (serial, model_id, customer_id, lot, shipped_on, activated_on, "  # noqa: S608
-            f"status, created_at, updated_at) VALUES ({', '.join([mark] * 9)})"
-        )
+        # Only bind markers are formatted in (``mark``): the values go as parameters.
+        columns = ("serial, model_id, customer_id, lot, shipped_on, activated_on, status, "
+                   "created_at, updated_at")
+        marks = ", ".join([mark] * 9)
+        self.insert_sql = f"INSERT INTO units ({columns}) VALUES ({marks})"  # noqa: S608 # nosec B608 # fixed columns, bind markers only
         # SQLite: insert first and let the unique serial index (which the INSERT probes
         # anyway) say whether any serial of the batch is known; only then look the known
         # ones up. Saves one SELECT ... IN per batch. Elsewhere a refused row may use up
@@ -169,11 +170,10 @@ class _Importer:
         self.insert_first = (dialect.name == "sqlite"
                              and (dialect.server_version_info or (0,)) >= (3, 24))
         self.insert_new_sql = self.insert_sql + " ON CONFLICT (serial) DO NOTHING"
-        self.update_sql = (
-            f"UPDATE units SET model_id = {mark}, customer_id = {mark}, lot = {mark}, "  # noqa: S608
-            f"shipped_on = {mark}, activated_on = {mark}, status = {mark}, updated_at = {mark} "
-            f"WHERE id = {mark}"
-        )
+        assignments = ", ".join(f"{column} = {mark}" for column in (
+            "model_id", "customer_id", "lot", "shipped_on", "activated_on", "status",
+            "updated_at"))
+        self.update_sql = f"UPDATE units SET {assignments} WHERE id = {mark}"  # noqa: S608 # nosec B608 # fixed columns, bind markers only
         date_proc = Date().dialect_impl(dialect).bind_processor(dialect)
         self.as_date = date_proc or (lambda value: value)
         stamp_proc = Unit.__table__.c.created_at.type.bind_processor(dialect)
