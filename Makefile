@@ -6,8 +6,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 2
 TICK_INTERVAL ?= 10
-# pytest-xdist workers for `make test` (auto: one per CPU; 0 runs in one process)
-TEST_WORKERS ?= auto
+# pytest-xdist workers for `make test` (0 runs in one process). Four on two CPUs: the
+# browser tests spend most of their time waiting, so two workers left the CPUs idle.
+TEST_WORKERS ?= 4
 export RMA_INSTANCE_PATH ?= $(CURDIR)/instance
 
 .PHONY: run test install install-test lint chromium test-tools bench clean
