@@ -185,7 +185,7 @@ def _invalid(form) -> int:
     fields (a form with no field error failed its CSRF check: 400)."""
     if not form.errors:
         abort(400)
-    return 200
+    return 422
 
 
 def _amount(form, name: str = "amount", *, required: bool = True):

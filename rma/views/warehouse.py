@@ -424,10 +424,11 @@ def scan():
 # -- one item ---------------------------------------------------------------------------
 def _invalid(form) -> int:
     """The status for a posted form that did not validate (CSRF is checked before): the
-    page again with the errors beside the fields, as the other forms of the app answer."""
+    page again with the errors beside the fields, answered 422 so that a refused post is
+    never mistaken for a success."""
     if not form.errors:
         abort(400)
-    return 200
+    return 422
 
 
 def _render_item(item: RmaItem, release_form: ReleaseForm, error: str | None = None,

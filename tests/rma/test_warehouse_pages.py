@@ -329,7 +329,7 @@ def test_triage_refusals_are_shown_inline_and_change_nothing(app, world, as_role
     # A reason is required to reject.
     response = client.post(f"/staff/wh/items/{item.id}/reject",
                            data={f"reject-{item.id}-reason": "  "}, headers=EN)
-    assert response.status_code == 200  # the form again, as every form of the app
+    assert response.status_code == 422  # the form again, refused
     assert f'id="reject-{item.id}-reason-error"' in _text(response)
     assert _item(app, "TK3-A0001").status == ItemStatus.SUBMITTED
     assert _count(app, AuditEvent) == audits
@@ -466,7 +466,7 @@ def test_inspection_computes_the_decision_and_a_manager_overrides_it(app, world,
     # No reason: refused beside the field, nothing changed (D-6).
     response = manager.post(f"/staff/wh/items/{item.id}/override",
                             data={"outcome": "free", "reason": ""}, headers=EN)
-    assert response.status_code == 200 and 'id="reason-error"' in _text(response)
+    assert response.status_code == 422 and 'id="reason-error"' in _text(response)
     assert _item(app, "TK3-A0001").decision == "paid"
     response = manager.post(f"/staff/wh/items/{item.id}/override",
                             data={"outcome": "free", "reason": "Goodwill for a key account"},
@@ -502,7 +502,7 @@ def test_D_3_finance_releases_a_paid_item_on_credit_from_its_page(app, world, as
     # A reason is required (beside the field); without credit terms: 409, nothing changes.
     response = finance.post(f"/staff/wh/items/{item.id}/release", data={"reason": ""},
                             headers=EN)
-    assert response.status_code == 200 and "This field is required." in _text(response)
+    assert response.status_code == 422 and "This field is required." in _text(response)
     response = finance.post(f"/staff/wh/items/{item.id}/release",
                             data={"reason": "Trusted customer"}, headers=EN)
     assert response.status_code == 409
@@ -614,7 +614,7 @@ def test_a_late_delivery_needs_a_reason_and_shows_as_missed_R_R3(app, world, as_
     response = client.post(f"/staff/wh/items/{item.id}/deliver",
                            data={"delivered_at": "2026-11-25T10:00", "received_by": "王芳"},
                            headers=EN)
-    assert response.status_code == 200 and 'id="late_reason-error"' in _text(response)
+    assert response.status_code == 422 and 'id="late_reason-error"' in _text(response)
     assert _item(app, "TK3-A0001").status == ItemStatus.SHIPPED
     response = client.post(f"/staff/wh/items/{item.id}/deliver",
                            data={"delivered_at": "2026-11-25T10:00", "received_by": "王芳",
