@@ -1302,18 +1302,20 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
     return _day_bounds(first, following - timedelta(days=1))
 
 
-def compliance(month: str, customer_id: int | None = None) -> list[ComplianceRow]:
+def compliance(month: str, customer_id: int | None = None, *,
+               now: datetime | None = None) -> list[ComplianceRow]:
     """Per customer × priority, the incidents reported in ``month`` (China time): how
     many, and per target (contact R-I1, diagnosis R-I2, resolution, on-site arrival R-I6)
-    how many were met, missed (done late, or still open past due) or are open; and how
-    many escalations fired (R-I4). By customer name, then priority."""
+    how many were met, missed (done late, or still open past due at ``now``, by default
+    the clock's) or are open; and how many escalations fired (R-I4). By customer name,
+    then priority."""
     lo, hi = month_bounds(month)
     stmt = (select(Incident).where(Incident.reported_at >= lo, Incident.reported_at < hi)
             .options(joinedload(Incident.customer), selectinload(Incident.visits),
                      selectinload(Incident.alerts)))
     if customer_id is not None:
         stmt = stmt.where(Incident.customer_id == customer_id)
-    now = clock.now()
+    now = clock.now() if now is None else now
     groups: dict[tuple[int, str], dict] = {}
     for incident in db.session.scalars(stmt).unique():
         key = (incident.customer_id, str(incident.priority))

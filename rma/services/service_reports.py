@@ -65,6 +65,7 @@ from rma.models import (
 )
 from rma.policy import current_policy
 from rma.services import ValidationError
+from rma.services.advisories import SEVERITY_LABELS
 from rma.services.audit import Actor, record
 from rma.services.incidents import PRIORITY_LABELS, TARGET_LABELS, VISIT_KIND_LABELS, compliance
 from rma.services.outbox import Attachment, enqueue
@@ -105,7 +106,6 @@ CAUSE_LABELS = {
     "not_inspected": _l("Not inspected yet"),
 }
 OUTCOME_LABELS = {"met": _l("Met"), "missed": _l("Missed"), "open": _l("Open")}
-SEVERITY_LABELS = {"high": _l("High"), "medium": _l("Medium"), "low": _l("Low")}
 RMA_STATUS_LABELS = {"open": _l("Open"), "closed": _l("Closed"), "cancelled": _l("Cancelled")}
 
 
@@ -369,10 +369,10 @@ def _rma_figures(customer_id: int, lo: datetime, hi: datetime, now: datetime) ->
                            per_rma.get(row.id, 0), str(row.status)) for row in rmas))
 
 
-def _incident_figures(customer_id: int, months: list[str]) -> IncidentFigures:
+def _incident_figures(customer_id: int, months: list[str], now: datetime) -> IncidentFigures:
     merged: dict[str, dict] = {}
     for month in months:
-        for row in compliance(month, customer_id):
+        for row in compliance(month, customer_id, now=now):
             group = merged.setdefault(row.priority, {
                 "incidents": 0, "resolved": 0, "escalations": 0,
                 "targets": {t: {"met": 0, "missed": 0, "open": 0} for t in TARGETS}})
@@ -440,7 +440,7 @@ def report_figures(customer: Customer, period: str, now: datetime) -> ServiceRep
         contract_number=customer.contract_number, period=period, period_start=start,
         period_end=end, generated_at=now,
         rmas=_rma_figures(customer.id, lo, hi, now),
-        incidents=_incident_figures(customer.id, _months(start, end)),
+        incidents=_incident_figures(customer.id, _months(start, end), now),
         visits=_visit_figures(customer.id, lo, hi, now),
         advisories=_advisory_figures(customer.id, lo, hi))
 

@@ -337,6 +337,17 @@ def test_r_i1_r_i2_r_i4_incidents_by_priority_with_targets(en, world):
     assert general.targets["onsite_arrival"] == {"met": 0, "missed": 1, "open": 0}
 
 
+def test_r_i2_open_incident_targets_are_judged_at_the_now_passed_in(app, en, world):
+    """The report is judged at its own ``now``, not the app's clock: the general incident's
+    resolution, still open on 1 December, is missed when judged in January (R-R4, R-I4)."""
+    at(app, DEC_1)
+    late = utc(2027, 1, 15, 3)
+    general = sr.report_figures(customer(world["a"]), "2026-11", late).incidents.by_priority[1]
+    assert general.targets["resolution"] == {"met": 0, "missed": 1, "open": 0}
+    early = sr.report_figures(customer(world["a"]), "2026-11", DEC_1).incidents.by_priority[1]
+    assert early.targets["resolution"] == {"met": 0, "missed": 0, "open": 1}
+
+
 def test_r_i6_r_c4_visits_with_arrival_and_charge(en, world):
     visits = sr.report_figures(customer(world["a"]), "2026-11", DEC_1).visits
     assert (visits.count, visits.arrival_met, visits.arrival_missed, visits.arrival_open,
