@@ -24,11 +24,13 @@ from wtforms.fields.choices import SelectChoice as C
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from rma.services.advisories import SEVERITY_LABELS
+
 TITLE_MAX = 200
 TEXT_MAX = 20000
 
 #: The severities of R-A1 in the staff's and the customers' words.
-SEVERITY_WORDS = {"high": _l("High"), "medium": _l("Medium"), "low": _l("Low")}
+SEVERITY_WORDS = SEVERITY_LABELS
 
 
 def severity_choices() -> list[C]:

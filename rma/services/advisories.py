@@ -85,11 +85,7 @@ MODELS_MAX = 100
 DUE_ACTOR = "tick:advisory-deadline"
 DUE_MARKER = "advisory.notify_due_alerted"  # audit action: the job's exactly-once marker
 
-SEVERITY_LABELS = {
-    "high": _l("high"),
-    "medium": _l("medium"),
-    "low": _l("low"),
-}
+SEVERITY_LABELS = {"high": _l("High"), "medium": _l("Medium"), "low": _l("Low")}
 STATUS_LABELS = {
     "draft": _l("draft"),
     "notified": _l("customers notified"),

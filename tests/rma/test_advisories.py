@@ -183,7 +183,7 @@ def test_r_a2_notify_notices_each_affected_customer_and_e_mails_each_user_once(c
     alice = next(m for m in sent if m.to_address == "alice@a.example")
     assert alice.dedupe_key == (f"advisory:{advisory.id}:customer:{world['a']}:user:"
                                 f"{user('alice@a.example').id}")
-    assert "SA-2026-0001" in alice.subject and "high" in alice.subject
+    assert "SA-2026-0001 (High)" in alice.subject  # the word the pages use
     assert "Upgrade the firmware to 2.4.1." in alice.body_text
     assert "CVE-2026-0001" in alice.body_text
     assert "/portal/advisories/SA-2026-0001" in alice.body_text
