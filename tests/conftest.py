@@ -24,21 +24,28 @@ from rma.extensions import db
 
 def _worker_database(url: str) -> str:
     """Under pytest-xdist each worker gets its own PostgreSQL database (``<name>_gw0``,
-    ...), created on first use, since every test empties the tables it uses."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if not url or not worker:
+    ...), created on first use, since every test empties the tables it uses.
+
+    Commits to a test database need not reach the disk: ``synchronous_commit = off`` is
+    set on it (for the app, the CLI and the gunicorn instances the e2e tests start),
+    which halved the PostgreSQL tests' time; a crash loses at most the last commits of
+    a database that every test empties anyway."""
+    if not url:
         return url
     import psycopg
     from psycopg import sql
     from sqlalchemy.engine import make_url
 
     base = make_url(url)
-    name = f"{base.database}_{worker}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    name = f"{base.database}_{worker}" if worker else base.database
     admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         known = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not known:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("ALTER DATABASE {} SET synchronous_commit = off")
+                     .format(sql.Identifier(name)))
     return base.set(database=name).render_as_string(hide_password=False)
 
 
@@ -99,17 +106,39 @@ def _sqlite_schema(tmp_path_factory) -> Path:
 
 
 def _reset_postgres() -> None:
-    global _pg_schema_ready
+    global _pg_schema_ready, _pg_reset
     if not _pg_schema_ready:
         db.drop_all()
         db.session.execute(text("DROP TABLE IF EXISTS alembic_version"))
         db.session.commit()
         db.create_all()
         _pg_schema_ready = True
+        _pg_reset = None  # the schema may have changed: list the sequences again
     else:
-        tables = ", ".join(t.name for t in db.metadata.sorted_tables)
-        db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        db.session.execute(text(_pg_reset_sql()))
         db.session.commit()
+
+
+_pg_reset: str | None = None
+
+
+def _pg_reset_sql() -> str:
+    """Empty every table and restart every id sequence, in one round trip.
+
+    ``DELETE`` rather than ``TRUNCATE``: a test leaves a handful of rows, and TRUNCATE
+    makes new files for each of ~40 tables and their indexes, which took ~0.3-0.9 s per
+    test against ~15 ms for the deletes. Foreign-key triggers are off for the deletes
+    (``session_replication_role``), so the order does not matter."""
+    global _pg_reset
+    if _pg_reset is None:
+        statements = ["SET LOCAL session_replication_role = replica"]
+        statements += [f'DELETE FROM "{t.name}"' for t in reversed(db.metadata.sorted_tables)]
+        sequences = db.session.scalars(text(
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename)"
+            " FROM pg_sequences WHERE schemaname = current_schema()")).all()
+        statements += [f"ALTER SEQUENCE {name} RESTART" for name in sequences]
+        _pg_reset = ";\n".join(statements)
+    return _pg_reset
 
 
 def mark_postgres_schema_dirty() -> None:
