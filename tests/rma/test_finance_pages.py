@@ -203,6 +203,27 @@ def test_dashboard_shows_open_quotes_receivables_ageing_payments_revenue(app, wo
     assert "TK3" in revenue[:revenue.index("</table>")]
 
 
+@pytest.mark.parametrize("hostile", ['=HYPERLINK("http://x.example","pay")', "+1-2",
+                                     "-cmd", "@SUM(A1)"])
+def test_exports_neutralise_formula_injection_in_customer_text(app, world, as_role, hostile):
+    """Issue 8: a customer name a user typed that starts with =, +, - or @ reaches the
+    receivables export as text with a leading apostrophe, in CSV and XLSX alike."""
+    with app.app_context():
+        customer = db.session.get(Customer, world["a"])
+        customer.name = customer.billing_name = hostile
+        db.session.commit()
+    _invoiced(app, world)
+    client = as_role("finance")
+    csv = client.get("/staff/finance/?export=csv&table=receivables").data.decode("utf-8-sig")
+    row = next(line for line in csv.splitlines() if "INV-2026-000001" in line)
+    assert "'" + hostile.replace('"', '""') in row and f",{hostile}" not in row
+    xlsx = client.get("/staff/finance/?export=xlsx&table=receivables")
+    sheet = load_workbook(io.BytesIO(xlsx.data)).active
+    cells = [cell for row in sheet.iter_rows() for cell in row
+             if isinstance(cell.value, str) and hostile in cell.value]
+    assert [(cell.value, cell.data_type) for cell in cells] == [("'" + hostile, "s")]
+
+
 def test_dashboard_revenue_date_range(app, world, as_role):
     _invoiced(app, world)
     client = as_role("finance")

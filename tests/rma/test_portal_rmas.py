@@ -330,6 +330,31 @@ def test_R_R1_csv_problems_name_row_and_column(app, client_a):
 
 
 # -- photos -----------------------------------------------------------------------------
+def test_a_request_over_the_upload_limit_is_413_and_opens_nothing(app, world, client_a):
+    """Issue 8 (uploads checked by size): a body over MAX_CONTENT_LENGTH (40 MB by
+    default, 64 KiB here) is refused before the form is read: a clear 413 page, the
+    API a problem document, and no RMA."""
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    data = _form(("TK3-A0001", "Cracked case", "physical_damage"))
+    data["items-0-photos"] = [(io.BytesIO(b"\x89PNG" + bytes(100 * 1024)), "big.png")]
+    response = client_a.post("/portal/rmas/new", data=data, headers=EN,
+                             content_type="multipart/form-data")
+    assert response.status_code == 413
+    assert "text/html" in response.content_type and "<h1" in response.get_data(as_text=True)
+    from rma.services.audit import Actor
+    from rma.services.users import create_token
+
+    with app.app_context():
+        token = create_token(Actor.cli("test"), db.session.get(User, world["user_a"]), "t")
+    api = app.test_client().post("/api/v1/rmas", data=b"{" + b" " * (100 * 1024) + b"}",
+                                 content_type="application/json",
+                                 headers={"Authorization": f"Bearer {token}"})
+    assert api.status_code == 413
+    assert api.content_type == "application/problem+json" and api.json["status"] == 413
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Rma.id))) == 0
+
+
 def test_R_R1_photo_is_stored_and_served_only_to_its_customer(app, client_a, client_b):
     png = _png()
     data = _form(("TK3-A0001", "Cracked case", "physical_damage"))
