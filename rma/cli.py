@@ -320,7 +320,7 @@ def _run_jobs(app: Flask) -> tuple[str, bool, bool]:
     """Run every job once; one failing job is logged and does not stop the others.
     Returns (line, busy, all_ok)."""
     from rma import clock
-    from rma.extensions import db
+    from rma.errors import discard_session, is_database_unavailable
 
     now = clock.now()
     parts: list[str] = []
@@ -330,14 +330,19 @@ def _run_jobs(app: Flask) -> tuple[str, bool, bool]:
         try:
             result = job.run(now)
         except Exception as error:  # noqa: BLE001 - logged; the next job still runs
-            app.logger.exception("tick job %s failed", job.name)
-            parts.append(f"{job.name}: FAILED ({type(error).__name__}: {error})")
+            if is_database_unavailable(error):  # one line, not a traceback per job
+                app.logger.warning("tick job %s: database unavailable (%s)", job.name,
+                                   str(error).splitlines()[0][:200])
+                parts.append(f"{job.name}: FAILED (database unavailable)")
+            else:
+                app.logger.exception("tick job %s failed", job.name)
+                parts.append(f"{job.name}: FAILED ({type(error).__name__}: {error})")
             busy, ok = True, False
         else:
             parts.append(result.summary)
             busy = busy or result.busy
         finally:
-            db.session.remove()
+            discard_session(app.logger)  # a connection lost meanwhile must not stop the loop
     stamp = clock.to_local(now).strftime("%Y-%m-%d %H:%M:%S %Z")
     return f"tick {stamp}: " + "; ".join(parts), busy, ok
 

@@ -16,6 +16,11 @@ def configure_engine_options(app: Flask) -> None:
     options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
     if url.get_backend_name() == "postgresql":
         options.setdefault("pool_pre_ping", True)
+        # A database host that drops packets must not hold a worker until the TCP timeout:
+        # give up connecting after 5 s (the request then answers 503, rma.errors).
+        connect_args = dict(options.get("connect_args") or {})
+        connect_args.setdefault("connect_timeout", 5)
+        options["connect_args"] = connect_args
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
 
 

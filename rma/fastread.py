@@ -12,8 +12,9 @@ the endpoint's CPU (``bench/warranty_lookup.py``). This keeps everything that ma
   back with the pool's reset (a rollback), so no transaction is left open;
 - with cursor event listeners or ``echo`` on the engine, it runs through
   ``Connection.execute`` instead, so SQL logging, tracing and query counts see it;
-- DBAPI errors are wrapped as SQLAlchemy's ``DBAPIError`` family, and a connection the
-  dialect says is dead is invalidated, as ``Connection.execute`` would do.
+- DBAPI errors, a failed connect included, are wrapped as SQLAlchemy's ``DBAPIError``
+  family, and a connection the dialect says is dead is invalidated, as ``Connection.execute``
+  would do.
 
 Use it only where no session of the caller may hold pending changes (see
 ``warranty_check._read``).
@@ -100,7 +101,19 @@ class CompiledRead:
             if prepared.positions is not None
             else values
         )
-        fairy = engine.raw_connection()
+        try:
+            fairy = engine.raw_connection()
+        except engine.dialect.loaded_dbapi.Error as error:
+            # The pool hands out the driver's own error when it cannot connect (the server
+            # is down or restarting); ``Engine.connect`` wraps it, and so does this.
+            raise exc.DBAPIError.instance(
+                None,
+                None,
+                error,
+                engine.dialect.loaded_dbapi.Error,
+                connection_invalidated=engine.dialect.is_disconnect(error, None, None),
+                dialect=engine.dialect,
+            ) from error
         try:
             cursor = fairy.cursor()
             try:
