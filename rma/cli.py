@@ -517,10 +517,55 @@ def restore_command(path: Path, yes: bool) -> None:
                    err=True)
 
 
+@click.command("set-holder")
+@click.argument("role", type=click.Choice(
+    ["account_manager", "technical_lead", "service_director", "cto", "president"]))
+@click.argument("email")
+@click.option("--deputy", default="", help="The deputy's e-mail (told alongside the holder).")
+@click.option("--customer", "contract", default="",
+              help="Contract number: the account manager of this customer only.")
+@with_appcontext
+def set_holder_command(role, email, deputy, contract) -> None:
+    """Set who holds an escalation ROLE (R-I4), as /admin/escalation does: an active
+    staff user, with an optional deputy; the account manager globally (the fallback)
+    or per customer. Replaces the existing holder."""
+    from rma.services.catalog import customer_by_contract
+    from rma.services.escalation_setup import set_holder
+    from rma.services.users import user_by_email
+
+    try:
+        user = user_by_email(email)
+        deputy_user = user_by_email(deputy) if deputy else None
+        customer = customer_by_contract(contract) if contract else None
+        row = set_holder(Actor.cli("set-holder"), role, user.id,
+                         deputy_user.id if deputy_user else None,
+                         customer.id if customer else None)
+    except ServiceError as error:
+        _fail(error)
+    scope = f" for {customer.name} ({contract})" if customer else ""
+    extra = f", deputy {deputy_user.email}" if deputy_user else ""
+    click.echo(f"{row.role}{scope}: {user.email}{extra}")
+
+
+@click.command("holders")
+@with_appcontext
+def holders_command() -> None:
+    """List the escalation role holders (R-I4): role, customer, holder, deputy."""
+    from rma.services.escalation_setup import holders
+
+    rows = holders()
+    if not rows:
+        click.echo("no escalation holders are set: escalations go to the managers")
+    for row in rows:
+        scope = f" [{row.customer.contract_number}]" if row.customer else ""
+        deputy = f" (deputy {row.deputy.email})" if row.deputy else ""
+        click.echo(f"{row.role}{scope}: {row.user.email}{deputy}")
+
+
 COMMANDS = [init_db, demo_data, add_model, add_customer, create_user_command,
             create_token_command, warranty_command, import_units_command, tick_command,
-            send_test_mail_command,
-            backup_command, restore_command]  # issue 8 (helper I2)
+            send_test_mail_command, backup_command, restore_command, set_holder_command,
+            holders_command]
 
 
 

@@ -189,3 +189,46 @@ def test_demo_data_is_idempotent_and_prints_logins(runner):
             assert client.post("/login", data={"email": email, "password": password}
                                ).status_code == 302
             client.post("/logout")
+
+
+def test_r_i4_set_holder_and_list_holders(runner, app, make_user, make_customer):
+    """R-I4 holders from the command line, as /admin/escalation sets them: refusals name
+    the field and change nothing; each change is audited."""
+    contract = make_customer("华东示范银行")
+    make_user("lead@vendor.example", "support")
+    make_user("deputy@vendor.example", "support")
+    make_user("am@vendor.example", "manager")
+    make_user("someone@bank.example", "customer", contract)
+    empty = runner.invoke(args=["holders"])
+    assert empty.exit_code == 0 and "escalations go to the managers" in empty.output
+
+    ok = runner.invoke(args=["set-holder", "technical_lead", "lead@vendor.example",
+                             "--deputy", "deputy@vendor.example"])
+    assert ok.exit_code == 0, ok.output
+    assert "technical_lead: lead@vendor.example, deputy deputy@vendor.example" in ok.output
+    per_customer = runner.invoke(args=["set-holder", "account_manager", "am@vendor.example",
+                                       "--customer", contract.lower()])
+    assert per_customer.exit_code == 0, per_customer.output
+    listed = runner.invoke(args=["holders"]).output.splitlines()
+    assert listed == ["account_manager [" + contract + "]: am@vendor.example",
+                      "technical_lead: lead@vendor.example (deputy deputy@vendor.example)"]
+
+    refusals = [
+        (["set-holder", "cto", "someone@bank.example"], "user_id: "),
+        (["set-holder", "cto", "nobody@vendor.example"], "email: no user"),
+        (["set-holder", "cto", "lead@vendor.example", "--deputy", "lead@vendor.example"],
+         "deputy_id: "),
+        (["set-holder", "cto", "lead@vendor.example", "--customer", contract],
+         "customer_id: "),
+        (["set-holder", "account_manager", "am@vendor.example", "--customer", "SC-0000-0"],
+         "customer: contract"),
+        (["set-holder", "janitor", "lead@vendor.example"], "Invalid value"),
+    ]
+    for args, said in refusals:
+        result = runner.invoke(args=args)
+        assert result.exit_code != 0 and said in result.output, (args, result.output)
+    assert runner.invoke(args=["holders"]).output.splitlines() == listed
+    with app.app_context():
+        events = db.session.scalars(select(AuditEvent.action).where(
+            AuditEvent.action == "escalation_holder.set")).all()
+        assert len(events) == 2
