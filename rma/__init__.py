@@ -111,6 +111,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     csrf.exempt(api.bp)
     csrf.exempt(api_warehouse.bp)
     csrf.exempt(finance_api.bp)
+    from rma.views.api_common import refuse_nul  # issue 8: no U+0000 reaches PostgreSQL
+
+    app.before_request(refuse_nul)
     errors.init_app(app)
 
     from rma import cli

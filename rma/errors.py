@@ -144,13 +144,16 @@ def _database_unavailable(app: Flask, error: BaseException):
     return response
 
 
-def _error_page(app: Flask, code: int, message: str | None = None):
-    """The HTML error page. Its navigation reads a logged-in user from the database: when
-    the database is away that fails inside the error handler itself (a 404 or a 400 during
-    an outage), which gunicorn would answer with its bare 500; the 503 page instead."""
+def _error_page(app: Flask, code: int, message: str | None = None,
+                detail: str | None = None):
+    """The HTML error page: the status's own sentence, or ``detail`` when the app has a
+    more useful one (an exception's ``page_message``). Its navigation reads a logged-in
+    user from the database: when the database is away that fails inside the error handler
+    itself (a 404 or a 400 during an outage), which gunicorn would answer with its bare
+    500; the 503 page instead."""
     try:
         return make_response(render_template("errors/error.html", code=code,
-                                             message=message), code)
+                                             message=message, detail=detail), code)
     except Exception as error:
         if not is_database_unavailable(error):
             raise
@@ -174,7 +177,8 @@ def init_app(app: Flask) -> None:
         if wants_problem():
             response = problem(code, error.name, error.description or "")
         else:
-            response = _error_page(app, code, error.description)
+            response = _error_page(app, code, error.description,
+                                   getattr(error, "page_message", None))
             if response.status_code != code:  # the database was away: the 503 as it is
                 return response
         for name, value in error.get_response().headers.items():

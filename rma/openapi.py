@@ -51,7 +51,8 @@ ERROR = {
         "field": {"type": "string", "examples": ["serial", "fault_description", "contact_email"],
                   "description": "serial, fault_description, fault_category, item, contact, "
                                  "contact_name, contact_phone, contact_email, ship_to, items, "
-                                 "language, customer_contract, page, per_page, status"},
+                                 "language, customer_contract, page, per_page, status; "
+                                 "body: the request body as a whole"},
         "code": {"type": "string",
                  "enum": ["malformed", "unknown", "foreign", "open_rma", "duplicate",
                           "required", "too_long", "unknown_category", "bad_photo",
@@ -229,6 +230,11 @@ RMA_PAGE = {
 }
 
 
+# A page number; beyond the maximum its offset might not fit the database's integers: 422.
+_PAGE = {"name": "page", "in": "query",
+         "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1}}
+
+
 def _json(schema: str, description: str) -> dict:
     return {"description": description,
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
@@ -278,8 +284,7 @@ def _rma_paths() -> dict:
                 "summary": "RMAs the token may see, newest first",
                 "security": _BEARER,
                 "parameters": [
-                    {"name": "page", "in": "query",
-                     "schema": {"type": "integer", "minimum": 1, "default": 1}},
+                    _PAGE,
                     {"name": "per_page", "in": "query",
                      "schema": {"type": "integer", "minimum": 1, "maximum": 100,
                                 "default": 20}},
@@ -329,6 +334,9 @@ def _rma_paths() -> dict:
                 "responses": {
                     "200": {"description": "The PDF (Content-Disposition: attachment)",
                             "content": {"application/pdf": {}}},
+                    "302": {"description": "No token and no browser session: to the login "
+                                           "page (the label is also a page for people)",
+                            "headers": {"Location": {"schema": {"type": "string"}}}},
                     "400": {"description": "Unknown size"},
                     "401": {"description": "A bearer token that is not valid"},
                     "404": {"description": "No such RMA, or not yours"},
@@ -595,7 +603,7 @@ def _warehouse_paths() -> dict:
              "schema": {"type": "string"}},
             {"name": "status", "in": "query",
              "schema": {"type": "string", "enum": ["confirmed", "released", "shipped"]}},
-            {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+            _PAGE,
             {"name": "per_page", "in": "query",
              "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}},
         ],
@@ -788,8 +796,7 @@ def _finance_paths() -> dict:
                  "schema": {"type": "string", "enum": INVOICE_STATUSES}},
                 {"name": "customer", "in": "query", "description": "A contract number",
                  "schema": {"type": "string"}},
-                {"name": "page", "in": "query",
-                 "schema": {"type": "integer", "minimum": 1, "default": 1}},
+                _PAGE,
                 {"name": "per_page", "in": "query",
                  "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
             ],
@@ -1067,7 +1074,8 @@ def _incident_paths() -> dict:
         "422": _validation_response("A field is not valid (`errors` names it); nothing "
                                     "was changed"),
     }
-    staff_only = {"403": _problem_response("A customer's token: staff only")}
+    staff_only = {"403": _problem_response("Not a support, manager or admin token (a "
+                                           "customer's, warehouse's or finance's)")}
     paths: dict = {
         "/api/v1/incidents": {
             "get": {
@@ -1082,8 +1090,7 @@ def _incident_paths() -> dict:
                      "schema": {"type": "string", "enum": INCIDENT_PRIORITIES}},
                     {"name": "customer", "in": "query",
                      "description": "Staff: a contract number", "schema": {"type": "string"}},
-                    {"name": "page", "in": "query",
-                     "schema": {"type": "integer", "minimum": 1, "default": 1}},
+                    _PAGE,
                     {"name": "per_page", "in": "query",
                      "schema": {"type": "integer", "minimum": 1, "maximum": 100,
                                 "default": 20}},
@@ -1105,6 +1112,8 @@ def _incident_paths() -> dict:
                     "201": {**_json("Incident", "Reported"),
                             "headers": {"Location": {"schema": {"type": "string"}}}},
                     **{k: v for k, v in common.items() if k not in ("404", "409")},
+                    "403": _problem_response("A staff role that does not report incidents "
+                                             "(warehouse, finance)"),
                 },
             },
         },
@@ -1321,6 +1330,16 @@ def _advisory_paths() -> dict:
     }
 
 
+# Sent on every answer of a rate-limited operation while limiting is on (per address).
+_RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": {"schema": {"type": "integer", "minimum": 1},
+                          "description": "Requests allowed in the window"},
+    "X-RateLimit-Remaining": {"schema": {"type": "integer", "minimum": 0}},
+    "X-RateLimit-Reset": {"schema": {"type": "integer", "minimum": 0},
+                          "description": "Seconds until the window starts again"},
+}
+
+
 def spec() -> dict:
     return {
         "openapi": "3.1.0",
@@ -1338,11 +1357,17 @@ def spec() -> dict:
                     }],
                     "responses": {
                         "200": {"description": "Coverage today (China time)",
+                                "headers": _RATE_LIMIT_HEADERS,
                                 "content": {"application/json": {
                                     "schema": {"$ref": "#/components/schemas/Warranty"}}}},
-                        "404": _problem_response("Unknown serial"),
-                        "422": _problem_response("Malformed serial (D-8)"),
-                        "429": _problem_response("Too many requests from this address"),
+                        "404": {**_problem_response("Unknown serial"),
+                                "headers": _RATE_LIMIT_HEADERS},
+                        "422": {**_problem_response("Malformed serial (D-8)"),
+                                "headers": _RATE_LIMIT_HEADERS},
+                        "429": {**_problem_response("Too many requests from this address"),
+                                "headers": {**_RATE_LIMIT_HEADERS, "Retry-After": {
+                                    "schema": {"type": "integer", "minimum": 0},
+                                    "description": "Seconds until it may ask again"}}},
                     },
                 }
             },

@@ -242,7 +242,11 @@ def _locked(advisory: Advisory) -> Advisory:
 def _due_on(patch: date | None) -> date | None:
     if patch is None:
         return None
-    return _notify_due_on(patch, load_calendar(), current_policy())
+    try:
+        return _notify_due_on(patch, load_calendar(), current_policy())
+    except OverflowError:  # 9999-12-31: its due day would be past the last date there is
+        raise AdvisoryError(_("Give the patch date as a date like 2026-11-25."),
+                            "patch_released_on") from None
 
 
 def severity_help() -> dict[str, str]:

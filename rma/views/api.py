@@ -41,6 +41,13 @@ from rma.services.rmas import (
 )
 from rma.services.warehouse import item_json, preload_shipments
 from rma.services.warranty_check import check_warranty
+from rma.views.api_common import (  # api_language: also imported from here
+    ProblemRaised,
+    api_language,
+    nul_member,
+    nul_problem,
+    whole_arg,
+)
 from warranty import SerialError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -65,12 +72,6 @@ def openapi():
 
 
 # -- authentication and language ---------------------------------------------------------
-def api_language() -> str:
-    """English unless the request's Accept-Language prefers Chinese."""
-    best = request.accept_languages.best_match(["zh_CN", "zh", "en"])
-    return "zh_CN" if best in ("zh_CN", "zh") else "en"
-
-
 def unauthorized(detail: str, token_given: bool):
     response = problem(401, "Unauthorized", detail)
     challenge = 'Bearer realm="rma"'
@@ -284,6 +285,8 @@ def rma_create():
     if not isinstance(body, dict):
         return problem(422, "RMA not valid", _("The request body must be a JSON object."),
                        errors=[])
+    if (holding_nul := nul_member(body)) is not None:
+        return nul_problem(holding_nul)
     user = g.api_user
     sub = _read_submission(body, user)
     if sub.problems or sub.customer_id is None:
@@ -314,29 +317,16 @@ def rma_create():
     return response
 
 
-def _positive_int(name: str, default: int) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        return None
-    return value if value >= 1 else None
-
-
 @bp.get("/rmas")
 @token_required
 def rma_list():
-    """RMAs the token may see, newest first, a page at a time."""
-    page = _positive_int("page", 1)
-    per_page = _positive_int("per_page", 20)
-    for name, value in (("page", page), ("per_page", per_page)):
-        if value is None:
-            return problem(422, "Invalid query", _("%(name)s must be a whole number of 1 or "
-                                                   "more.", name=name),
-                           errors=[{"item": None, "field": name, "code": "invalid",
-                                    "message": _("Use a whole number of 1 or more.")}])
+    """RMAs the token may see, newest first, a page at a time (``per_page`` over 100
+    reads as 100)."""
+    try:
+        page = whole_arg("page", 1)
+        per_page = whole_arg("per_page", 20)
+    except ProblemRaised as bad:
+        return bad.response
     try:
         result = list_rmas(g.api_user, q=request.args.get("q", ""),
                            status=request.args.get("status") or None,

@@ -138,7 +138,11 @@ def _instant(body: dict, name: str) -> datetime | None:
     if moment.tzinfo is None:
         raise invalid(name, _("%(name)s needs its UTC offset, e.g. +08:00 for China time.",
                               name=name))
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+00:01: before the first instant Python holds
+        raise invalid(name, _("%(name)s must be an ISO 8601 date and time, e.g. "
+                              "2026-11-25T09:30:00+08:00.", name=name)) from None
 
 
 def _day(body: dict, name: str) -> date:

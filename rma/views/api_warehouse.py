@@ -12,7 +12,7 @@ messages are English unless Accept-Language asks for Chinese.
 from __future__ import annotations
 
 import functools
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from flask import Blueprint, g, jsonify, request, url_for
 from flask_babel import gettext as _
@@ -143,6 +143,9 @@ def receive(number: str):
         return jsonify(payload)
     status = 422 if result.outcome == "malformed" else 409
     detail = payload.pop("message")
+    if status == 422:  # a validation problem: ``errors`` names the field, like any other
+        payload["errors"] = [{"item": None, "field": "serial", "code": "malformed",
+                              "message": detail}]
     return problem(status, _TITLES[status], detail, **payload)
 
 
@@ -241,6 +244,11 @@ def _instant(raw: object, field: str) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise invalid(field, _("%(value)s has no time zone offset: add one, e.g. +08:00.",
                                 value=repr(raw[:40])))
+    try:  # 0001-01-01T00:00+00:01 is a valid ISO 8601 text but no instant Python holds
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise invalid(field, _("%(value)s is not an ISO 8601 date and time.",
+                                value=repr(raw[:40]))) from None
     return moment
 
 

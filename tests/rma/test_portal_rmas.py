@@ -608,3 +608,17 @@ def test_form_refuses_a_post_without_csrf_token(app, world, app_config):
                            data=_form(("TK3-A0001", "Dead"), csrf_token=token))
     assert accepted.status_code == 302
     assert _count(app, Rma) == 1
+
+
+def test_a_nul_character_in_a_form_or_query_is_a_400_never_a_500(app, client_a):
+    """Issue 8 (hostile input): PostgreSQL refuses U+0000 in text, so the pages refuse it
+    first, with a message, and open nothing (the API's own checks: test_api_fuzz.py)."""
+    data = _form(("TK3-A0001", "Cracked\x00case", "physical_damage"))
+    response = client_a.post("/portal/rmas/new", data=data, headers=EN)
+    assert response.status_code == 400
+    assert "NUL character" in response.get_data(as_text=True)
+    assert client_a.get("/portal/rmas?q=RMA%00", headers=EN).status_code == 400
+    assert client_a.get("/warranty?serial=TK3%00A0001", headers=EN).status_code == 400
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Rma.id))) == 0
+    assert client_a.get("/portal/rmas?q=RMA", headers=EN).status_code == 200
