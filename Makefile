@@ -64,7 +64,7 @@ lint: install-test
 test: install-test chromium
 	$(BIN)/ruff check .
 	$(BIN)/bandit -q -r rma warranty -ll
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench: install-test
 	$(BIN)/python bench/import_units.py

@@ -12,7 +12,9 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import Server, run_cli
+from tests.e2e.conftest import ON_SQLITE, Server, cli_session, run_cli
+
+pytestmark = ON_SQLITE  # the PostgreSQL half is test_admin_journey_pg.py (its own worker)
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "e2e-admin-password"
@@ -41,22 +43,20 @@ def admin(server: Server) -> str:
 def scanned_units(server: Server, tmp_path_factory) -> dict[str, tuple[str, bool]]:
     """Units of a model TK3S set up with the CLI alone, for the tests that only check
     warranty (independent of the journey test's data): serial -> (last day, in warranty)."""
-    added = run_cli(server, "add-model", "TK3S", "--name", "TK3S token", "--kind", "hardware",
-                    "--life-months", "36", "--basis", "ship", "--price", "80")
-    assert added.returncode == 0, added.stderr
-    registered = run_cli(server, "add-customer", "华南扫描银行", "--accepted-on", "2024-01-10")
-    assert registered.returncode == 0, registered.stderr
-    contract = registered.stdout.strip().splitlines()[-1]
-    assert CONTRACT.match(contract), registered.stdout
-    csv_path = tmp_path_factory.mktemp("scan") / "units.csv"
-    csv_path.write_text(
-        "serial,model,customer_contract,lot,shipped_on,activated_on\n"
-        f"TK3S-000001,TK3S,{contract},L1,2024-02-29,\n"
-        f"TK3S-000002,TK3S,{contract},L1,2023-05-15,\n",
-        encoding="utf-8",
-    )
-    imported = run_cli(server, "import-units", str(csv_path))
-    assert imported.returncode == 0, imported.stderr
+    with cli_session(server) as rma:  # the setup commands in one process
+        rma.ok("add-model", "TK3S", "--name", "TK3S token", "--kind", "hardware",
+               "--life-months", "36", "--basis", "ship", "--price", "80")
+        registered = rma.ok("add-customer", "华南扫描银行", "--accepted-on", "2024-01-10")
+        contract = registered.strip().splitlines()[-1]
+        assert CONTRACT.match(contract), registered
+        csv_path = tmp_path_factory.mktemp("scan") / "units.csv"
+        csv_path.write_text(
+            "serial,model,customer_contract,lot,shipped_on,activated_on\n"
+            f"TK3S-000001,TK3S,{contract},L1,2024-02-29,\n"
+            f"TK3S-000002,TK3S,{contract},L1,2023-05-15,\n",
+            encoding="utf-8",
+        )
+        rma.ok("import-units", str(csv_path))
     return {"TK3S-000001": ("2027-02-28", True), "TK3S-000002": ("2026-05-14", False)}
 
 

@@ -34,7 +34,7 @@ from playwright.sync_api import Page, expect
 from pypdf import PdfReader
 
 from tests.e2e import conftest
-from tests.e2e.conftest import Server, run_cli
+from tests.e2e.conftest import ON_SQLITE, Server, cli_session, run_cli
 
 PASSWORD = "e2e-advisory-password"
 CUSTOMER_NAME = "西北证券结算公司"
@@ -50,12 +50,7 @@ NOTIFY_DUE_ON = date(2026, 11, 26)
 PUBLIC_FROM = TODAY + timedelta(days=14)
 DECEMBER_FIRST = "2026-12-01T01:00:00+00:00"  # 09:00 China time on the 1st
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
-
-
-def _cli(server: Server, *args: str, input: str | None = None) -> str:
-    result = run_cli(server, *args, input=input)
-    assert result.returncode == 0, f"rma {' '.join(args)}:\n{result.stderr}"
-    return result.stdout
+pytestmark = ON_SQLITE  # the PostgreSQL half is test_advisory_journey_pg.py (its own worker)
 
 
 @pytest.fixture(scope="module")
@@ -64,30 +59,31 @@ def adv(server: Server, tmp_path_factory) -> dict:
     and an API token; another customer holding only the other model, with a portal user;
     a support engineer and a manager. The customer returns one SAFE7 unit through the API
     today, so November has an RMA and the analytics have a return."""
-    _cli(server, "add-model", "SAFE7", "--name", "SAFE7 signing appliance", "--kind",
-         "hardware", "--life-months", "36", "--basis", "ship", "--price", "12000",
-         "--unit-cost", "8000")
-    _cli(server, "add-model", "OTP2", "--name", "OTP2 token", "--kind", "hardware",
-         "--life-months", "36", "--basis", "ship", "--price", "80")
-    contract = _cli(server, "add-customer", CUSTOMER_NAME, "--accepted-on", "2025-01-10",
-                    "--address", "西安市高新区锦业路 8 号").strip().splitlines()[-1]
-    other = _cli(server, "add-customer", OTHER_NAME, "--accepted-on", "2025-01-10"
-                 ).strip().splitlines()[-1]
-    csv_path = tmp_path_factory.mktemp("advisories") / "units.csv"
-    rows = [f"SAFE7-C000{n},SAFE7,{contract},L1,2025-0{n}-15," for n in (1, 2, 3)]
-    rows += [f"OTP2-C0001,OTP2,{contract},T1,2025-02-01,",
-             f"OTP2-O0001,OTP2,{other},T1,2025-02-01,"]
-    csv_path.write_text("serial,model,customer_contract,lot,shipped_on,activated_on\n"
-                        + "\n".join(rows) + "\n", encoding="utf-8")
-    _cli(server, "import-units", str(csv_path))
-    users = {"customer": "security@nw-settle.example", "other": "it@south-lottery.example",
-             "engineer": "engineer@adv.example", "manager": "manager@adv.example"}
-    for key, email in users.items():
-        extra = {"customer": ["--role", "customer", "--customer", contract],
-                 "other": ["--role", "customer", "--customer", other],
-                 "engineer": ["--role", "support"], "manager": ["--role", "manager"]}[key]
-        _cli(server, "create-user", email, *extra, "--language", "en", input=PASSWORD + "\n")
-    token = _cli(server, "create-token", users["customer"]).strip().splitlines()[-1]
+    with cli_session(server) as rma:  # the setup commands in one process
+        rma.ok("add-model", "SAFE7", "--name", "SAFE7 signing appliance", "--kind",
+               "hardware", "--life-months", "36", "--basis", "ship", "--price", "12000",
+               "--unit-cost", "8000")
+        rma.ok("add-model", "OTP2", "--name", "OTP2 token", "--kind", "hardware",
+               "--life-months", "36", "--basis", "ship", "--price", "80")
+        contract = rma.ok("add-customer", CUSTOMER_NAME, "--accepted-on", "2025-01-10",
+                          "--address", "西安市高新区锦业路 8 号").strip().splitlines()[-1]
+        other = rma.ok("add-customer", OTHER_NAME, "--accepted-on", "2025-01-10"
+                       ).strip().splitlines()[-1]
+        csv_path = tmp_path_factory.mktemp("advisories") / "units.csv"
+        rows = [f"SAFE7-C000{n},SAFE7,{contract},L1,2025-0{n}-15," for n in (1, 2, 3)]
+        rows += [f"OTP2-C0001,OTP2,{contract},T1,2025-02-01,",
+                 f"OTP2-O0001,OTP2,{other},T1,2025-02-01,"]
+        csv_path.write_text("serial,model,customer_contract,lot,shipped_on,activated_on\n"
+                            + "\n".join(rows) + "\n", encoding="utf-8")
+        rma.ok("import-units", str(csv_path))
+        users = {"customer": "security@nw-settle.example", "other": "it@south-lottery.example",
+                 "engineer": "engineer@adv.example", "manager": "manager@adv.example"}
+        for key, email in users.items():
+            extra = {"customer": ["--role", "customer", "--customer", contract],
+                     "other": ["--role", "customer", "--customer", other],
+                     "engineer": ["--role", "support"], "manager": ["--role", "manager"]}[key]
+            rma.ok("create-user", email, *extra, "--language", "en", input=PASSWORD + "\n")
+        token = rma.ok("create-token", users["customer"]).strip().splitlines()[-1]
     rma_number = _submit(server.url, token, users["customer"], "SAFE7-C0002")
     return {"contract": contract, "other": other, "users": users, "rma": rma_number}
 

@@ -26,7 +26,7 @@ from playwright.sync_api import Page, expect
 from pypdf import PdfReader
 
 from tests.e2e import conftest
-from tests.e2e.conftest import Server, run_cli
+from tests.e2e.conftest import ON_SQLITE, Server, cli_session, run_cli
 
 PASSWORD = "e2e-finance-password"
 CUSTOMER_NAME = "华东支付银行"
@@ -34,6 +34,7 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touc
 QUOTE_NUMBER = re.compile(r"Q-2026-\d{6}")
 INVOICE_NUMBER = re.compile(r"INV-2026-\d{6}")
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
+pytestmark = ON_SQLITE  # the PostgreSQL half is test_finance_journey_pg.py (its own worker)
 
 
 def _cli(server: Server, *args: str, input: str | None = None) -> str:
@@ -46,23 +47,24 @@ def _cli(server: Server, *args: str, input: str | None = None) -> str:
 def fin(server: Server, tmp_path_factory) -> dict:
     """A model priced 300.00 CNY, a customer with a Chinese name and a token in warranty,
     two spares in stock, a customer user with an API token, warehouse and finance users."""
-    _cli(server, "add-model", "TK3F", "--name", "TK3F token", "--kind", "hardware",
-         "--life-months", "36", "--basis", "ship", "--price", "300")
-    contract = _cli(server, "add-customer", CUSTOMER_NAME, "--accepted-on", "2025-01-10",
-                    "--address", "上海市浦东新区世纪大道 100 号").strip().splitlines()[-1]
-    csv_path = tmp_path_factory.mktemp("finance") / "units.csv"
-    rows = [f"TK3F-C0001,TK3F,{contract},L1,2025-06-01,"]  # in warranty until 2028-05-31
-    rows += [f"TK3F-S000{n},TK3F,,L9,," for n in range(1, 3)]  # spare stock
-    csv_path.write_text("serial,model,customer_contract,lot,shipped_on,activated_on\n"
-                        + "\n".join(rows) + "\n", encoding="utf-8")
-    _cli(server, "import-units", str(csv_path))
-    users = {"customer": "buyer@east-pay.example", "warehouse": "warehouse@fin.example",
-             "finance": "finance@fin.example"}
-    for role, email in users.items():
-        extra = ["--customer", contract] if role == "customer" else []
-        _cli(server, "create-user", email, "--role", role, "--language", "en", *extra,
-             input=PASSWORD + "\n")
-    token = _cli(server, "create-token", users["customer"]).strip().splitlines()[-1]
+    with cli_session(server) as rma:  # the setup commands in one process
+        rma.ok("add-model", "TK3F", "--name", "TK3F token", "--kind", "hardware",
+               "--life-months", "36", "--basis", "ship", "--price", "300")
+        contract = rma.ok("add-customer", CUSTOMER_NAME, "--accepted-on", "2025-01-10",
+                          "--address", "上海市浦东新区世纪大道 100 号").strip().splitlines()[-1]
+        csv_path = tmp_path_factory.mktemp("finance") / "units.csv"
+        rows = [f"TK3F-C0001,TK3F,{contract},L1,2025-06-01,"]  # in warranty until 2028-05-31
+        rows += [f"TK3F-S000{n},TK3F,,L9,," for n in range(1, 3)]  # spare stock
+        csv_path.write_text("serial,model,customer_contract,lot,shipped_on,activated_on\n"
+                            + "\n".join(rows) + "\n", encoding="utf-8")
+        rma.ok("import-units", str(csv_path))
+        users = {"customer": "buyer@east-pay.example", "warehouse": "warehouse@fin.example",
+                 "finance": "finance@fin.example"}
+        for role, email in users.items():
+            extra = ["--customer", contract] if role == "customer" else []
+            rma.ok("create-user", email, "--role", role, "--language", "en", *extra,
+                   input=PASSWORD + "\n")
+        token = rma.ok("create-token", users["customer"]).strip().splitlines()[-1]
     return {"contract": contract, "users": users, "token": token}
 
 

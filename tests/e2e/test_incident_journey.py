@@ -25,7 +25,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e import conftest
-from tests.e2e.conftest import Server, run_cli
+from tests.e2e.conftest import ON_SQLITE, Server, cli_session, run_cli
 
 PASSWORD = "e2e-incident-password"
 CUSTOMER_NAME = "西南清算银行"
@@ -41,33 +41,29 @@ STAFF = {  # key: (e-mail, role); the escalation holders are managers
     "director": ("director@inc.example", "manager"),
     "cto": ("cto@inc.example", "manager"),
 }
-
-
-def _cli(server: Server, *args: str, input: str | None = None) -> str:
-    result = run_cli(server, *args, input=input)
-    assert result.returncode == 0, f"rma {' '.join(args)}:\n{result.stderr}"
-    return result.stdout
+pytestmark = ON_SQLITE  # the PostgreSQL half is test_incident_journey_pg.py (its own worker)
 
 
 @pytest.fixture(scope="module")
 def inc(server: Server, tmp_path_factory) -> dict:
     """A customer with two units in service and a portal user, a support engineer, an
     admin, and managers who will hold the escalation roles."""
-    _cli(server, "add-model", "HSM9", "--name", "HSM9 signing server", "--kind", "hardware",
-         "--life-months", "36", "--basis", "ship", "--price", "9000")
-    contract = _cli(server, "add-customer", CUSTOMER_NAME, "--accepted-on", "2025-03-01",
-                    "--address", "成都市高新区天府大道 66 号").strip().splitlines()[-1]
-    csv_path = tmp_path_factory.mktemp("incidents") / "units.csv"
-    rows = [f"HSM9-C000{n},HSM9,{contract},L1,2025-02-15," for n in (1, 2)]
-    csv_path.write_text("serial,model,customer_contract,lot,shipped_on,activated_on\n"
-                        + "\n".join(rows) + "\n", encoding="utf-8")
-    _cli(server, "import-units", str(csv_path))
-    customer = "ops@sw-clearing.example"
-    _cli(server, "create-user", customer, "--role", "customer", "--customer", contract,
-         "--language", "en", input=PASSWORD + "\n")
-    for email, role in STAFF.values():
-        _cli(server, "create-user", email, "--role", role, "--language", "en",
-             input=PASSWORD + "\n")
+    with cli_session(server) as rma:  # the setup commands in one process
+        rma.ok("add-model", "HSM9", "--name", "HSM9 signing server", "--kind", "hardware",
+               "--life-months", "36", "--basis", "ship", "--price", "9000")
+        contract = rma.ok("add-customer", CUSTOMER_NAME, "--accepted-on", "2025-03-01",
+                          "--address", "成都市高新区天府大道 66 号").strip().splitlines()[-1]
+        csv_path = tmp_path_factory.mktemp("incidents") / "units.csv"
+        rows = [f"HSM9-C000{n},HSM9,{contract},L1,2025-02-15," for n in (1, 2)]
+        csv_path.write_text("serial,model,customer_contract,lot,shipped_on,activated_on\n"
+                            + "\n".join(rows) + "\n", encoding="utf-8")
+        rma.ok("import-units", str(csv_path))
+        customer = "ops@sw-clearing.example"
+        rma.ok("create-user", customer, "--role", "customer", "--customer", contract,
+               "--language", "en", input=PASSWORD + "\n")
+        for email, role in STAFF.values():
+            rma.ok("create-user", email, "--role", role, "--language", "en",
+                   input=PASSWORD + "\n")
     return {"contract": contract, "customer": customer,
             "staff": {key: email for key, (email, _role) in STAFF.items()}}
 

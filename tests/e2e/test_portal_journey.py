@@ -13,7 +13,9 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import Server, run_cli
+from tests.e2e.conftest import ON_SQLITE, Server, cli_session, run_cli
+
+pytestmark = ON_SQLITE  # the PostgreSQL half is test_portal_journey_pg.py (its own worker)
 
 PASSWORD = "e2e-customer-password"
 RMA_NUMBER = re.compile(r"RMA-2026-\d{6}")
@@ -29,24 +31,25 @@ def _cli(server: Server, *args: str, input: str | None = None) -> str:
 def portal(server: Server, tmp_path_factory) -> dict[str, str]:
     """Customer A with a token in warranty and one out of warranty; customer B with a
     token of its own; a customer user of A who prefers English."""
-    _cli(server, "add-model", "TK3P", "--name", "TK3P token", "--kind", "hardware",
-         "--life-months", "36", "--basis", "ship", "--price", "80")
-    contract_a = _cli(server, "add-customer", "华北门户银行", "--accepted-on", "2024-01-10",
-                      "--address", "北京市西城区金融大街 1 号").strip().splitlines()[-1]
-    contract_b = _cli(server, "add-customer", "Other Bank", "--accepted-on",
-                      "2024-01-10").strip().splitlines()[-1]
-    csv_path = tmp_path_factory.mktemp("portal") / "units.csv"
-    csv_path.write_text(
-        "serial,model,customer_contract,lot,shipped_on,activated_on\n"
-        f"TK3P-IN-0001,TK3P,{contract_a},L1,2025-01-01,\n"  # in warranty until 2027-12-31
-        f"TK3P-OUT-0001,TK3P,{contract_a},L1,2022-01-01,\n"  # ended 2024-12-31
-        f"TK3P-B-0001,TK3P,{contract_b},L1,2025-01-01,\n",
-        encoding="utf-8",
-    )
-    _cli(server, "import-units", str(csv_path))
-    email = "buyer@portal-bank.example"
-    _cli(server, "create-user", email, "--role", "customer", "--customer", contract_a,
-         "--language", "en", input=PASSWORD + "\n")
+    with cli_session(server) as rma:  # the setup commands in one process
+        rma.ok("add-model", "TK3P", "--name", "TK3P token", "--kind", "hardware",
+               "--life-months", "36", "--basis", "ship", "--price", "80")
+        contract_a = rma.ok("add-customer", "华北门户银行", "--accepted-on", "2024-01-10",
+                            "--address", "北京市西城区金融大街 1 号").strip().splitlines()[-1]
+        contract_b = rma.ok("add-customer", "Other Bank", "--accepted-on",
+                            "2024-01-10").strip().splitlines()[-1]
+        csv_path = tmp_path_factory.mktemp("portal") / "units.csv"
+        csv_path.write_text(
+            "serial,model,customer_contract,lot,shipped_on,activated_on\n"
+            f"TK3P-IN-0001,TK3P,{contract_a},L1,2025-01-01,\n"  # in warranty until 2027-12-31
+            f"TK3P-OUT-0001,TK3P,{contract_a},L1,2022-01-01,\n"  # ended 2024-12-31
+            f"TK3P-B-0001,TK3P,{contract_b},L1,2025-01-01,\n",
+            encoding="utf-8",
+        )
+        rma.ok("import-units", str(csv_path))
+        email = "buyer@portal-bank.example"
+        rma.ok("create-user", email, "--role", "customer", "--customer", contract_a,
+               "--language", "en", input=PASSWORD + "\n")
     return {"email": email, "contract": contract_a}
 
 

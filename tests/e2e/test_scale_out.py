@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import conftest
-from tests.e2e.conftest import RMA, Server, run_cli
+from tests.e2e.conftest import RMA, Server
 
 pytestmark = pytest.mark.skipif(not conftest.PG_URL,
                                 reason="needs PostgreSQL (RMA_TEST_DATABASE_URL)")
@@ -51,10 +51,12 @@ MESSAGE_ID = re.compile(r"<outbox-(\d+)\.")
 SETUP = """
 import json, sys
 from rma import create_app
+from rma.extensions import db
+from rma.models import User
 from rma.services.audit import Actor
 from rma.services.catalog import create_customer
 from rma.services.escalation_setup import set_holder
-from rma.services.users import create_user
+from rma.services.users import create_token, create_user
 
 spec = json.loads(sys.argv[1])
 app = create_app()
@@ -67,11 +69,14 @@ with app.app_context():
         ids[email] = create_user(actor, email, role, spec["password"], None, "en").id
     for role, (holder, deputy) in spec["holders"].items():
         set_holder(actor, role, ids[holder], ids[deputy] if deputy else None)
+    desk = db.session.get(User, ids[spec["staff"][0][0]])
     print(customer.contract_number)
+    print(create_token(actor, desk, "scale-out"))
 """
 
 
-def _setup(probe: Server) -> str:
+def _setup(probe: Server) -> tuple[str, str]:
+    """The data, set up in one process: (the customer's contract, the desk's API token)."""
     staff = [(DESK, "support")] + [(email, "manager") for pair in HOLDERS.values()
                                    for email in pair if email]
     spec = {"customer_user": CUSTOMER_USER, "password": PASSWORD, "staff": staff,
@@ -80,13 +85,8 @@ def _setup(probe: Server) -> str:
                           cwd=probe.workdir, capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1]
-
-
-def _cli(probe: Server, *args: str) -> str:
-    done = run_cli(probe, *args)
-    assert done.returncode == 0, f"rma {' '.join(args)}:\n{done.stderr}"
-    return done.stdout
+    contract, token = done.stdout.strip().splitlines()[-2:]
+    return contract, token
 
 
 def _tick_loop(probe: Server, name: str, stack: ExitStack) -> subprocess.Popen:
@@ -144,19 +144,17 @@ def _database_state(database_url: str) -> tuple[list, list]:
 
 
 def test_two_instances_and_two_tick_loops_send_every_email_and_escalation_once(
-        tmp_path: Path, mailbox):
+        tmp_path: Path, mailbox, migrated):
     mail_mark = len(mailbox.messages)
     with ExitStack() as stack:
-        database_url = stack.enter_context(conftest._postgres_database())
+        # A database of its own, migrated by ``rma init-db`` (a copy of the session's).
+        database_url = stack.enter_context(migrated.database("postgresql", tmp_path))
         env = conftest._base_env(tmp_path, database_url, mailbox.port)
         probe = Server("", env, tmp_path, "postgresql")
-        _cli(probe, "init-db")
         # The instances start while the data is set up (each takes seconds on 2 CPUs).
         with ThreadPoolExecutor(max_workers=2) as pool:
             starting = [pool.submit(_start_instance, tmp_path, env) for _ in "AB"]
-            contract = _setup(probe)
-            token = _cli(probe, "create-token", DESK, "--name", "scale-out")
-            token = token.strip().splitlines()[-1]
+            contract, token = _setup(probe)
             started = [future.exception() or future.result() for future in starting]
         for outcome in started:
             if isinstance(outcome, tuple):

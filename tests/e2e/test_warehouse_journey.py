@@ -15,16 +15,19 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import Server, _gunicorn, run_cli
+from tests.e2e import conftest
+from tests.e2e.conftest import ON_SQLITE, Server, _gunicorn, cli_session
 
 PASSWORD = "e2e-warehouse-password"
 EARLIER_NOW = "2026-11-22T02:00:00+00:00"  # 10:00 China time, 74 hours before "now"
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
+pytestmark = ON_SQLITE  # the PostgreSQL half is test_warehouse_journey_pg.py (its own worker)
 # Counts the tones the page plays (Web Audio), to check the loud warning really sounds.
 COUNT_TONES = """
 (() => {
@@ -35,12 +38,6 @@ COUNT_TONES = """
   Ctx.prototype.createOscillator = function () { window.__tones += 1; return create.call(this); };
 })();
 """
-
-
-def _cli(server: Server, *args: str, input: str | None = None) -> str:
-    result = run_cli(server, *args, input=input)
-    assert result.returncode == 0, f"rma {' '.join(args)}:\n{result.stderr}"
-    return result.stdout
 
 
 def _api(base: str, token: str, path: str, body: dict) -> dict:
@@ -57,25 +54,45 @@ def _api(base: str, token: str, path: str, body: dict) -> dict:
 def wh(server: Server, tmp_path_factory) -> dict:
     """A model, a customer with four units in warranty, three spares in stock (imported
     with no customer), a customer user with an API token, and staff users."""
-    _cli(server, "add-model", "TK3W", "--name", "TK3W token", "--kind", "hardware",
-         "--life-months", "36", "--basis", "ship", "--price", "80")
-    contract = _cli(server, "add-customer", "华中仓储银行", "--accepted-on", "2025-01-10",
-                    "--address", "武汉市江汉区建设大道 8 号").strip().splitlines()[-1]
-    csv_path = tmp_path_factory.mktemp("warehouse") / "units.csv"
-    rows = [f"TK3W-C000{n},TK3W,{contract},L1,2025-06-01," for n in range(1, 5)]
-    rows += [f"TK3W-S000{n},TK3W,,L9,," for n in range(1, 4)]  # spare stock
-    csv_path.write_text("serial,model,customer_contract,lot,shipped_on,activated_on\n"
-                        + "\n".join(rows) + "\n", encoding="utf-8")
-    _cli(server, "import-units", str(csv_path))
-    users = {"customer": "buyer@wh-bank.example", "support": "support@wh.example",
-             "warehouse": "warehouse@wh.example", "manager": "manager@wh.example"}
-    for role, email in users.items():
-        extra = ["--customer", contract] if role == "customer" else []
-        _cli(server, "create-user", email, "--role", role, "--language", "en", *extra,
-             input=PASSWORD + "\n")
-    tokens = {role: _cli(server, "create-token", users[role]).strip().splitlines()[-1]
-              for role in ("customer", "support")}
+    with cli_session(server) as rma:  # the setup commands in one process
+        rma.ok("add-model", "TK3W", "--name", "TK3W token", "--kind", "hardware",
+               "--life-months", "36", "--basis", "ship", "--price", "80")
+        contract = rma.ok("add-customer", "华中仓储银行", "--accepted-on", "2025-01-10",
+                          "--address", "武汉市江汉区建设大道 8 号").strip().splitlines()[-1]
+        csv_path = tmp_path_factory.mktemp("warehouse") / "units.csv"
+        rows = [f"TK3W-C000{n},TK3W,{contract},L1,2025-06-01," for n in range(1, 5)]
+        rows += [f"TK3W-S000{n},TK3W,,L9,," for n in range(1, 4)]  # spare stock
+        csv_path.write_text("serial,model,customer_contract,lot,shipped_on,activated_on\n"
+                            + "\n".join(rows) + "\n", encoding="utf-8")
+        rma.ok("import-units", str(csv_path))
+        users = {"customer": "buyer@wh-bank.example", "support": "support@wh.example",
+                 "warehouse": "warehouse@wh.example", "manager": "manager@wh.example"}
+        for role, email in users.items():
+            extra = ["--customer", contract] if role == "customer" else []
+            rma.ok("create-user", email, "--role", role, "--language", "en", *extra,
+                   input=PASSWORD + "\n")
+        tokens = {role: rma.ok("create-token", users[role]).strip().splitlines()[-1]
+                  for role in ("customer", "support")}
     return {"contract": contract, "users": users, "tokens": tokens}
+
+
+@pytest.fixture
+def refused_posts(monkeypatch) -> set[str]:
+    """Paths whose 422 answer the test expects (a refused form post answers 422 with the
+    error beside its field; Chromium logs that status as a console error, which the
+    harness would report). Any other console error still fails the test."""
+    expected: set[str] = set()
+    note = conftest._note_console
+
+    def _note(message, page, problems: list[str]) -> None:
+        source = (message.location or {}).get("url", "")
+        if (message.type == "error" and "status of 422" in message.text
+                and urlsplit(source).path in expected):
+            return
+        note(message, page, problems)
+
+    monkeypatch.setattr(conftest, "_note_console", _note)
+    return expected
 
 
 def _submit(base: str, wh: dict, *serials: str) -> str:
@@ -233,11 +250,11 @@ def test_rma_from_submission_to_delivery_within_target(server: Server, wh: dict,
 
 
 def test_a_replacement_confirmed_74_hours_ago_is_breached_then_missed(
-        server: Server, wh: dict, new_page):
+        server: Server, wh: dict, new_page, refused_posts):
     # Three days ago (a second server on the same database, its clock set back 74 hours):
     # the RMA is submitted and support confirms it remotely; its clock starts then (R-R3).
     earlier_env = {**server.env, "RMA_FIXED_NOW": EARLIER_NOW}
-    with _gunicorn(server.workdir, earlier_env) as earlier:
+    with _gunicorn(server.workdir, earlier_env, ("--workers", "1")) as earlier:  # 2 calls
         number = _submit(earlier, wh, "TK3W-C0003")
         confirmed = _api(earlier, wh["tokens"]["support"],
                          f"/api/v1/rmas/{number}/items/TK3W-C0003/confirm",
@@ -266,11 +283,16 @@ def test_a_replacement_confirmed_74_hours_ago_is_breached_then_missed(
     page.fill("#tracking_number", "EMS7788")
     page.click("#ship-submit")
     expect(page.locator("#shipped-serial")).to_have_text("TK3W-S0002")
-    page.goto(f"/staff/wh/items/{item}/deliver")
+    deliver = f"/staff/wh/items/{item}/deliver"
+    page.goto(deliver)
     expect(page.locator("#late-reason-box")).to_be_visible()  # it would be late
     expect(page.locator("#delivery-preview")).to_contain_text("74.0")
     page.fill("#received_by", "李雷")
-    page.click("#deliver-submit")
+    refused_posts.add(deliver)
+    with page.expect_response(lambda r: r.request.method == "POST"
+                              and urlsplit(r.url).path == deliver) as answer:
+        page.click("#deliver-submit")
+    assert answer.value.status == 422  # refused: nothing recorded
     expect(page.locator("#late_reason-error")).to_be_visible()  # why it was late
     page.fill("#late_reason", "Courier lost the first parcel")
     page.click("#deliver-submit")
