@@ -60,7 +60,7 @@ SUBMIT_SIZES = {1: 80, 2: 15, 3: 5}  # items per submitted RMA
 PROGRESS_EVERY = 5.0
 TIMEOUT = 30.0  # seconds a client waits for an answer
 GUNICORN_EXTRA = ["--logger-class", "rma.gunicorn_logger.JsonLogger", "--graceful-timeout",
-                  "20"]  # deploy/rma-web@.service (+ --workers 2, sync)
+                  "20"]  # deploy/rma-web@.service (+ --workers 4, sync)
 
 
 # -- databases: one small wrapper for sqlite3 and psycopg -----------------------------------
@@ -927,7 +927,7 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=2,
                         help="gunicorn instances, requests spread round robin (deploy/: "
                              "rma-web@8001 and rma-web@8002 behind nginx)")
-    parser.add_argument("--workers", type=int, default=2,
+    parser.add_argument("--workers", type=int, default=4,
                         help="sync workers per instance (deploy/rma-web@.service)")
     parser.add_argument("--units", type=int, default=100_000)
     parser.add_argument("--rmas", type=int, default=10_000)
