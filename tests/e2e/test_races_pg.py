@@ -57,7 +57,7 @@ ROUNDS = 200  # races a and b (issue 8: each race 200 times)
 # × 2 counters would be 6,400 such requests, about 3 minutes of gunicorn CPU alone on this
 # 2-core machine: 25 rounds (400 numbers a counter, each round 16 writers queued on one
 # lock) fit the module's budget of about 90 s in CI; RMA_RACE_NUMBER_ROUNDS=200 runs the
-# full 200 (about 4-8 minutes here; its figures are in the README's operations section).
+# full 200 (3 min 20 s on the quiet machine; figures in the README's operations section).
 NUMBER_ROUNDS = int(os.environ.get("RMA_RACE_NUMBER_ROUNDS", "25"))
 WRITERS = 16  # parallel writers of the number races
 PAIRS_AT_ONCE = WRITERS // 2  # races a and b: 8 rounds (pairs) in flight at once
