@@ -25,7 +25,6 @@ import pytest
 from playwright.sync_api import Page, expect
 from pypdf import PdfReader
 
-from tests.e2e import conftest
 from tests.e2e.conftest import ON_SQLITE, Server, cli_session, run_cli
 
 PASSWORD = "e2e-finance-password"
@@ -66,27 +65,6 @@ def fin(server: Server, tmp_path_factory) -> dict:
                    input=PASSWORD + "\n")
         token = rma.ok("create-token", users["customer"]).strip().splitlines()[-1]
     return {"contract": contract, "users": users, "token": token}
-
-
-@pytest.fixture
-def refused_posts(monkeypatch) -> set[str]:
-    """Paths whose 422 answer the test expects. A refused form post answers 422 with the
-    page again and the error beside its field (as the services' ValidationError maps);
-    Chromium logs that status as a console error, which the harness (``new_page``) would
-    report as a browser problem. Only a 422 of a path put in the returned set is let
-    through; any other console error still fails the test."""
-    expected: set[str] = set()
-    note = conftest._note_console
-
-    def _note(message, page, problems: list[str]) -> None:
-        source = (message.location or {}).get("url", "")
-        if (message.type == "error" and "status of 422" in message.text
-                and urlsplit(source).path in expected):
-            return
-        note(message, page, problems)
-
-    monkeypatch.setattr(conftest, "_note_console", _note)
-    return expected
 
 
 def _submit(base: str, fin: dict, serial: str) -> str:

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import re
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e import conftest
 from tests.e2e.conftest import ON_SQLITE, Server, cli_session, run_cli
 
 PASSWORD = "e2e-incident-password"
@@ -66,25 +64,6 @@ def inc(server: Server, tmp_path_factory) -> dict:
                    input=PASSWORD + "\n")
     return {"contract": contract, "customer": customer,
             "staff": {key: email for key, (email, _role) in STAFF.items()}}
-
-
-@pytest.fixture
-def refused_posts(monkeypatch) -> set[str]:
-    """Paths whose 422 answer the test expects (a refused form post answers 422 with the
-    error beside its field; Chromium logs that status as a console error, which the
-    harness would report). Any other console error still fails the test."""
-    expected: set[str] = set()
-    note = conftest._note_console
-
-    def _note(message, page, problems: list[str]) -> None:
-        source = (message.location or {}).get("url", "")
-        if (message.type == "error" and "status of 422" in message.text
-                and urlsplit(source).path in expected):
-            return
-        note(message, page, problems)
-
-    monkeypatch.setattr(conftest, "_note_console", _note)
-    return expected
 
 
 def _log_in(page: Page, email: str, to: str) -> None:

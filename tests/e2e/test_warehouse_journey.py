@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e import conftest
 from tests.e2e.conftest import ON_SQLITE, Server, _gunicorn, cli_session
 
 PASSWORD = "e2e-warehouse-password"
@@ -74,25 +73,6 @@ def wh(server: Server, tmp_path_factory) -> dict:
         tokens = {role: rma.ok("create-token", users[role]).strip().splitlines()[-1]
                   for role in ("customer", "support")}
     return {"contract": contract, "users": users, "tokens": tokens}
-
-
-@pytest.fixture
-def refused_posts(monkeypatch) -> set[str]:
-    """Paths whose 422 answer the test expects (a refused form post answers 422 with the
-    error beside its field; Chromium logs that status as a console error, which the
-    harness would report). Any other console error still fails the test."""
-    expected: set[str] = set()
-    note = conftest._note_console
-
-    def _note(message, page, problems: list[str]) -> None:
-        source = (message.location or {}).get("url", "")
-        if (message.type == "error" and "status of 422" in message.text
-                and urlsplit(source).path in expected):
-            return
-        note(message, page, problems)
-
-    monkeypatch.setattr(conftest, "_note_console", _note)
-    return expected
 
 
 def _submit(base: str, wh: dict, *serials: str) -> str:
